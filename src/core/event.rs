@@ -1,0 +1,584 @@
+//! Decoding CloudEvents 1.0 (structured JSON) into facts the engine can trust. Every
+//! rejection names the field that is wrong.
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::domain::{Channel, Eta, Instant, Item, PickupPoint, Reason};
+
+/// One accepted event: who said it, when it happened, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub source: String,
+    pub time: Instant,
+    pub fact: Fact,
+}
+
+impl Event {
+    pub fn type_name(&self) -> &'static str {
+        self.fact.type_name()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    OrderPlaced(Box<OrderPlaced>),
+    OrderCancelled { order_id: String, reason: Option<String> },
+    Picked { order_id: String },
+    Packed { order_id: String },
+    Shipped { order_id: String, carrier: String, tracking_number: String, eta: Option<Eta> },
+    WarehouseDelayed { order_id: String, reason: Reason, expected_ship_at: Option<Instant> },
+    Backorder { order_id: String, sku: String, expected_restock_at: Option<Instant> },
+    WarehouseIncident { warehouse: String, reason: Reason, expected_recovery_at: Option<Instant> },
+    InTransit { tracking_number: String, eta: Option<Eta> },
+    EtaUpdated { tracking_number: String, eta: Eta, reason: Option<Reason> },
+    Exception { tracking_number: String, reason: Reason, eta: Option<Eta> },
+    OutForDelivery { tracking_number: String, eta: Option<Eta> },
+    DeliveryFailed {
+        tracking_number: String,
+        reason: Reason,
+        next_attempt_at: Option<Instant>,
+        pickup_point: Option<PickupPoint>,
+    },
+    Delivered { tracking_number: String },
+    CarrierIncident { carrier: String, reason: Reason, expected_delay_minutes: i64, postal_code_prefixes: Vec<String> },
+}
+
+/// Where an event belongs: one order, one parcel, or every order an incident covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Order(&'a str),
+    Tracking(&'a str),
+    Broadcast,
+}
+
+impl Fact {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Fact::OrderPlaced(_) => "order.placed",
+            Fact::OrderCancelled { .. } => "order.cancelled",
+            Fact::Picked { .. } => "warehouse.picked",
+            Fact::Packed { .. } => "warehouse.packed",
+            Fact::Shipped { .. } => "warehouse.shipped",
+            Fact::WarehouseDelayed { .. } => "warehouse.delayed",
+            Fact::Backorder { .. } => "warehouse.backorder",
+            Fact::WarehouseIncident { .. } => "warehouse.incident",
+            Fact::InTransit { .. } => "carrier.in_transit",
+            Fact::EtaUpdated { .. } => "carrier.eta_updated",
+            Fact::Exception { .. } => "carrier.exception",
+            Fact::OutForDelivery { .. } => "carrier.out_for_delivery",
+            Fact::DeliveryFailed { .. } => "carrier.delivery_failed",
+            Fact::Delivered { .. } => "carrier.delivered",
+            Fact::CarrierIncident { .. } => "carrier.incident",
+        }
+    }
+
+    pub fn route(&self) -> Route<'_> {
+        match self {
+            Fact::OrderPlaced(o) => Route::Order(&o.order_id),
+            Fact::OrderCancelled { order_id, .. }
+            | Fact::Picked { order_id }
+            | Fact::Packed { order_id }
+            | Fact::Shipped { order_id, .. }
+            | Fact::WarehouseDelayed { order_id, .. }
+            | Fact::Backorder { order_id, .. } => Route::Order(order_id),
+            Fact::InTransit { tracking_number, .. }
+            | Fact::EtaUpdated { tracking_number, .. }
+            | Fact::Exception { tracking_number, .. }
+            | Fact::OutForDelivery { tracking_number, .. }
+            | Fact::DeliveryFailed { tracking_number, .. }
+            | Fact::Delivered { tracking_number } => Route::Tracking(tracking_number),
+            Fact::WarehouseIncident { .. } | Fact::CarrierIncident { .. } => Route::Broadcast,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderPlaced {
+    pub order_id: String,
+    pub brand: String,
+    pub placed_at: Instant,
+    pub customer: Customer,
+    pub shipping: Shipping,
+    pub warehouse: String,
+    pub items: Vec<Item>,
+    pub deliver_by: Option<Instant>,
+    pub promise_label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Customer {
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub locale: String,
+    /// Consent: the channels the customer agreed to, in the order given, without repeats.
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Shipping {
+    pub method: String,
+    pub carrier: String,
+    pub country: String,
+    pub postal_code: String,
+}
+
+/// Why an event was refused. `Display` is the reason an operator reads in the log, the
+/// dead-letter header and simulate's stderr.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("field `{field}`: {message}")]
+    Field { field: String, message: String },
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection::Field { field: field.into(), message: message.into() }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    specversion: Option<&'a str>,
+    id: Option<String>,
+    source: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    time: Option<&'a str>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// RFC 3339 with an explicit offset (`Z` or `+01:00`), nothing looser.
+pub fn parse_time(s: &str) -> Option<Instant> {
+    let bytes = s.as_bytes();
+    // chrono also accepts a space or lower-case `t` as separator; the contract says `T`.
+    if bytes.len() < 20 || bytes[10] != b'T' {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+pub fn decode(raw: &[u8]) -> Result<Event, Rejection> {
+    let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| {
+        if e.is_data() {
+            field("(envelope)", e.to_string())
+        } else {
+            Rejection::NotJson(e.to_string())
+        }
+    })?;
+    match env.specversion {
+        Some("1.0") => {}
+        Some(other) => return Err(field("specversion", format!("must be \"1.0\", got {other:?}"))),
+        None => return Err(field("specversion", "missing")),
+    }
+    let id = non_empty("id", env.id)?;
+    let source = non_empty("source", env.source)?;
+    let kind = env.kind.filter(|k| !k.is_empty()).ok_or_else(|| field("type", "missing"))?;
+    let time = env.time.ok_or_else(|| field("time", "missing"))?;
+    let time = parse_time(time).ok_or_else(|| field("time", format!("{time:?} is not RFC 3339 with an offset")))?;
+    let data = env.data.ok_or_else(|| field("data", "missing"))?;
+    let fact = decode_data(kind, data.get())?;
+    Ok(Event { id, source, time, fact })
+}
+
+fn non_empty(name: &str, value: Option<String>) -> Result<String, Rejection> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(_) => Err(field(name, "is empty")),
+        None => Err(field(name, "missing")),
+    }
+}
+
+fn data<'de, T: Deserialize<'de>>(json: &'de str) -> Result<T, Rejection> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde_json appends "at line 1 column N": the position inside `data` helps nobody.
+        let message = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+        let name = if path == "." { "data".to_string() } else { format!("data.{path}") };
+        field(name, message)
+    })
+}
+
+fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
+    let fact = match kind {
+        "order.placed" => {
+            let d: PlacedData = data(json)?;
+            Fact::OrderPlaced(Box::new(d.into_domain()?))
+        }
+        "order.cancelled" => {
+            let d: CancelledData = data(json)?;
+            Fact::OrderCancelled { order_id: id_field("data.order_id", d.order_id)?, reason: d.reason }
+        }
+        "warehouse.picked" => Fact::Picked { order_id: order_only(json)? },
+        "warehouse.packed" => Fact::Packed { order_id: order_only(json)? },
+        "warehouse.shipped" => {
+            let d: ShippedData = data(json)?;
+            Fact::Shipped {
+                order_id: id_field("data.order_id", d.order_id)?,
+                carrier: id_field("data.carrier", d.carrier)?,
+                tracking_number: id_field("data.tracking_number", d.tracking_number)?,
+                eta: eta_opt(d.eta)?,
+            }
+        }
+        "warehouse.delayed" => {
+            let d: DelayedData = data(json)?;
+            Fact::WarehouseDelayed {
+                order_id: id_field("data.order_id", d.order_id)?,
+                reason: d.reason,
+                expected_ship_at: d.expected_ship_at.map(|t| t.0),
+            }
+        }
+        "warehouse.backorder" => {
+            let d: BackorderData = data(json)?;
+            Fact::Backorder {
+                order_id: id_field("data.order_id", d.order_id)?,
+                sku: d.sku,
+                expected_restock_at: d.expected_restock_at.map(|t| t.0),
+            }
+        }
+        "warehouse.incident" => {
+            let d: WarehouseIncidentData = data(json)?;
+            Fact::WarehouseIncident {
+                warehouse: id_field("data.warehouse", d.warehouse)?,
+                reason: d.reason,
+                expected_recovery_at: d.expected_recovery_at.map(|t| t.0),
+            }
+        }
+        "carrier.in_transit" => {
+            let d: TrackingEtaData = data(json)?;
+            Fact::InTransit { tracking_number: id_field("data.tracking_number", d.tracking_number)?, eta: eta_opt(d.eta)? }
+        }
+        "carrier.out_for_delivery" => {
+            let d: TrackingEtaData = data(json)?;
+            Fact::OutForDelivery {
+                tracking_number: id_field("data.tracking_number", d.tracking_number)?,
+                eta: eta_opt(d.eta)?,
+            }
+        }
+        "carrier.eta_updated" => {
+            let d: EtaUpdatedData = data(json)?;
+            Fact::EtaUpdated {
+                tracking_number: id_field("data.tracking_number", d.tracking_number)?,
+                eta: eta_checked(d.eta)?,
+                reason: d.reason,
+            }
+        }
+        "carrier.exception" => {
+            let d: ExceptionData = data(json)?;
+            Fact::Exception {
+                tracking_number: id_field("data.tracking_number", d.tracking_number)?,
+                reason: d.reason,
+                eta: eta_opt(d.eta)?,
+            }
+        }
+        "carrier.delivery_failed" => {
+            let d: FailedData = data(json)?;
+            Fact::DeliveryFailed {
+                tracking_number: id_field("data.tracking_number", d.tracking_number)?,
+                reason: d.reason,
+                next_attempt_at: d.next_attempt_at.map(|t| t.0),
+                pickup_point: d.pickup_point,
+            }
+        }
+        "carrier.delivered" => {
+            let d: TrackingData = data(json)?;
+            Fact::Delivered { tracking_number: id_field("data.tracking_number", d.tracking_number)? }
+        }
+        "carrier.incident" => {
+            let d: CarrierIncidentData = data(json)?;
+            if !d.expected_delay_hours.is_finite() || d.expected_delay_hours < 0.0 || d.expected_delay_hours > 24.0 * 365.0 {
+                return Err(field("data.expected_delay_hours", "must be a number of hours between 0 and 8760"));
+            }
+            Fact::CarrierIncident {
+                carrier: id_field("data.carrier", d.carrier)?,
+                reason: d.reason,
+                expected_delay_minutes: (d.expected_delay_hours * 60.0).round() as i64,
+                postal_code_prefixes: d
+                    .postal_code_prefixes
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| normalise_postal_code(p))
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            }
+        }
+        other => return Err(Rejection::UnknownType(other.to_string())),
+    };
+    Ok(fact)
+}
+
+/// Postal codes compare without spaces and case: "1012 ab" and "1012AB" are one code.
+pub fn normalise_postal_code(code: &str) -> String {
+    code.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect()
+}
+
+fn id_field(name: &str, value: String) -> Result<String, Rejection> {
+    if value.trim().is_empty() {
+        Err(field(name, "is empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn order_only(json: &str) -> Result<String, Rejection> {
+    let d: OrderOnly = data(json)?;
+    id_field("data.order_id", d.order_id)
+}
+
+fn eta_checked(eta: EtaData) -> Result<Eta, Rejection> {
+    if eta.from.0 > eta.to.0 {
+        return Err(field("data.eta", "`from` is after `to`"));
+    }
+    Ok(Eta { from: eta.from.0, to: eta.to.0 })
+}
+
+fn eta_opt(eta: Option<EtaData>) -> Result<Option<Eta>, Rejection> {
+    eta.map(eta_checked).transpose()
+}
+
+/// An RFC 3339 timestamp field with the strict parser above.
+#[derive(Debug, Clone, Copy)]
+struct Time(Instant);
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
+        parse_time(&s)
+            .map(Time)
+            .ok_or_else(|| de::Error::custom(format!("{s:?} is not RFC 3339 with an offset")))
+    }
+}
+
+fn reason_code<'de, D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+    let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
+    Ok(Reason::from_code(&s))
+}
+
+fn reason_code_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Reason>, D::Error> {
+    let s: Option<std::borrow::Cow<'de, str>> = Deserialize::deserialize(d)?;
+    Ok(s.map(|s| Reason::from_code(&s)))
+}
+
+#[derive(Deserialize)]
+struct OrderOnly {
+    order_id: String,
+}
+
+#[derive(Deserialize)]
+struct CancelledData {
+    order_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EtaData {
+    from: Time,
+    to: Time,
+}
+
+#[derive(Deserialize)]
+struct ShippedData {
+    order_id: String,
+    carrier: String,
+    tracking_number: String,
+    #[serde(default)]
+    eta: Option<EtaData>,
+}
+
+#[derive(Deserialize)]
+struct DelayedData {
+    order_id: String,
+    #[serde(deserialize_with = "reason_code")]
+    reason: Reason,
+    #[serde(default)]
+    expected_ship_at: Option<Time>,
+}
+
+#[derive(Deserialize)]
+struct BackorderData {
+    order_id: String,
+    sku: String,
+    #[serde(default)]
+    expected_restock_at: Option<Time>,
+}
+
+#[derive(Deserialize)]
+struct WarehouseIncidentData {
+    warehouse: String,
+    #[serde(deserialize_with = "reason_code")]
+    reason: Reason,
+    #[serde(default)]
+    expected_recovery_at: Option<Time>,
+}
+
+#[derive(Deserialize)]
+struct TrackingData {
+    tracking_number: String,
+}
+
+#[derive(Deserialize)]
+struct TrackingEtaData {
+    tracking_number: String,
+    #[serde(default)]
+    eta: Option<EtaData>,
+}
+
+#[derive(Deserialize)]
+struct EtaUpdatedData {
+    tracking_number: String,
+    eta: EtaData,
+    #[serde(default, deserialize_with = "reason_code_opt")]
+    reason: Option<Reason>,
+}
+
+#[derive(Deserialize)]
+struct ExceptionData {
+    tracking_number: String,
+    #[serde(deserialize_with = "reason_code")]
+    reason: Reason,
+    #[serde(default)]
+    eta: Option<EtaData>,
+}
+
+#[derive(Deserialize)]
+struct FailedData {
+    tracking_number: String,
+    #[serde(deserialize_with = "reason_code")]
+    reason: Reason,
+    #[serde(default)]
+    next_attempt_at: Option<Time>,
+    #[serde(default)]
+    pickup_point: Option<PickupPoint>,
+}
+
+#[derive(Deserialize)]
+struct CarrierIncidentData {
+    carrier: String,
+    #[serde(deserialize_with = "reason_code")]
+    reason: Reason,
+    expected_delay_hours: f64,
+    #[serde(default)]
+    postal_code_prefixes: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct CustomerData {
+    name: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    locale: String,
+    channels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PromiseData {
+    deliver_by: Time,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PlacedData {
+    order_id: String,
+    brand: String,
+    placed_at: Time,
+    customer: CustomerData,
+    shipping: Shipping,
+    warehouse: String,
+    items: Vec<Item>,
+    #[serde(default)]
+    promise: Option<PromiseData>,
+}
+
+impl PlacedData {
+    fn into_domain(self) -> Result<OrderPlaced, Rejection> {
+        let mut channels = Vec::with_capacity(2);
+        for (i, c) in self.customer.channels.iter().enumerate() {
+            let channel = match c.as_str() {
+                "email" => Channel::Email,
+                "sms" => Channel::Sms,
+                other => {
+                    return Err(field(
+                        format!("data.customer.channels[{i}]"),
+                        format!("unknown channel {other:?} (expected \"email\" or \"sms\")"),
+                    ))
+                }
+            };
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+        if self.customer.locale.trim().is_empty() {
+            return Err(field("data.customer.locale", "is empty"));
+        }
+        let blank = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
+        Ok(OrderPlaced {
+            order_id: id_field("data.order_id", self.order_id)?,
+            brand: id_field("data.brand", self.brand)?,
+            placed_at: self.placed_at.0,
+            customer: Customer {
+                name: self.customer.name,
+                email: blank(self.customer.email),
+                phone: blank(self.customer.phone),
+                locale: self.customer.locale,
+                channels,
+            },
+            shipping: self.shipping,
+            warehouse: self.warehouse,
+            items: self.items,
+            deliver_by: self.promise.as_ref().map(|p| p.deliver_by.0),
+            promise_label: self.promise.and_then(|p| p.label),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: &str, data: &str) -> String {
+        format!(
+            r#"{{"specversion":"1.0","id":"x-1","source":"/t","type":"{kind}","time":"2026-11-02T21:04:00+01:00","data":{data}}}"#
+        )
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let cases = [
+            ("not json at all".to_string(), "not JSON"),
+            (line("warehouse.picked", "{}"), "order_id"),
+            (line("warehouse.shipped", r#"{"order_id":"B-1","carrier":"postnl","tracking_number":null}"#), "tracking_number"),
+            (line("carrier.eta_updated", r#"{"tracking_number":"T","eta":{"from":"2026-11-02","to":"x"}}"#), "data.eta.from"),
+            (line("carrier.teleported", r#"{"tracking_number":"T"}"#), "unknown event type"),
+            (
+                r#"{"specversion":"1.0","id":"x","source":"/t","type":"warehouse.picked","time":"yesterday","data":{"order_id":"B"}}"#.to_string(),
+                "time",
+            ),
+        ];
+        for (raw, needle) in cases {
+            let err = decode(raw.as_bytes()).expect_err(&raw).to_string();
+            assert!(err.contains(needle), "{raw}\n→ {err}\n(wanted {needle})");
+        }
+    }
+
+    #[test]
+    fn unknown_reason_codes_become_other_and_null_optionals_are_absent() {
+        let e = decode(
+            line("warehouse.delayed", r#"{"order_id":"B-1","reason":"alien_invasion","expected_ship_at":null}"#).as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(e.fact, Fact::WarehouseDelayed { order_id: "B-1".into(), reason: Reason::Other, expected_ship_at: None });
+    }
+}

@@ -1,0 +1,297 @@
+//! All orders together: duplicate detection, routing of carrier events through tracking
+//! numbers, parking of events that come before what they refer to, incident fan-out, and
+//! the timeline of wake-ups. Still pure: the caller passes the time in. `simulate` drives it
+//! on a virtual clock, the daemon on the wall clock and persists what changed.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use chrono::Duration;
+
+use super::domain::Instant;
+use super::engine::{Decision, Engine, OrderState};
+use super::event::{Event, Fact, Rejection, Route};
+use super::policy::Policy;
+
+/// A fixed hasher: iteration order must not change between two runs on the same input.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to this many orders (an incident may cover none).
+    Applied(usize),
+    /// Seen before (same source and id): nothing changes.
+    Duplicate,
+    /// Waiting for the order or tracking number it refers to.
+    Parked,
+    /// Valid, but about an order that is already closed or placed twice.
+    Ignored,
+}
+
+/// An event given up on, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub event: Event,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ParkKey {
+    Order(String),
+    Tracking(String),
+}
+
+#[derive(Debug, Clone)]
+struct Parked {
+    event: Event,
+    expires_at: Instant,
+}
+
+pub struct World<'p> {
+    engine: Engine<'p>,
+    orders: Map<String, OrderState>,
+    tracking: Map<String, String>,
+    seen: HashSet<u128, BuildHasherDefault<DefaultHasher>>,
+    parked: Map<ParkKey, Vec<Parked>>,
+    park_expiry: BinaryHeap<Reverse<(Instant, u64, ParkKeyOrd)>>,
+    wakeups: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    seq: u64,
+    dead: Vec<DeadLetter>,
+    dirty: BTreeSet<String>,
+}
+
+/// `ParkKey` with an order, for the expiry heap.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ParkKeyOrd(u8, String);
+
+impl From<&ParkKey> for ParkKeyOrd {
+    fn from(k: &ParkKey) -> Self {
+        match k {
+            ParkKey::Order(s) => ParkKeyOrd(0, s.clone()),
+            ParkKey::Tracking(s) => ParkKeyOrd(1, s.clone()),
+        }
+    }
+}
+
+impl From<&ParkKeyOrd> for ParkKey {
+    fn from(k: &ParkKeyOrd) -> Self {
+        if k.0 == 0 {
+            ParkKey::Order(k.1.clone())
+        } else {
+            ParkKey::Tracking(k.1.clone())
+        }
+    }
+}
+
+/// The identity of an event for duplicate detection: `source` + `id`, as 128 bits.
+pub fn event_key(source: &str, id: &str) -> u128 {
+    let mut a = DefaultHasher::new();
+    (source, id).hash(&mut a);
+    let mut b = DefaultHasher::new();
+    (id, 0x5eedu32, source).hash(&mut b);
+    ((a.finish() as u128) << 64) | b.finish() as u128
+}
+
+impl<'p> World<'p> {
+    pub fn new(policy: &'p Policy) -> Self {
+        World {
+            engine: Engine::new(policy),
+            orders: Map::default(),
+            tracking: Map::default(),
+            seen: HashSet::default(),
+            parked: Map::default(),
+            park_expiry: BinaryHeap::new(),
+            wakeups: BinaryHeap::new(),
+            seq: 0,
+            dead: Vec::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub fn order(&self, id: &str) -> Option<&OrderState> {
+        self.orders.get(id)
+    }
+
+    pub fn order_count(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Restore an order the daemon kept (start-up), with its wake-up.
+    pub fn restore(&mut self, state: OrderState) {
+        if let Some(t) = &state.tracking_number {
+            self.tracking.insert(t.clone(), state.order_id.clone());
+        }
+        let id = state.order_id.clone();
+        self.orders.insert(id.clone(), state);
+        self.schedule(&id);
+    }
+
+    /// Mark an event id as seen without applying it (the daemon restores its log).
+    pub fn remember(&mut self, source: &str, id: &str) {
+        self.seen.insert(event_key(source, id));
+    }
+
+    /// Events given up on since the last call.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Orders whose state changed since the last call (the daemon persists these).
+    pub fn take_dirty(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The next moment something is due (a timer, a notice, a parked event expiring).
+    pub fn next_due(&self) -> Option<Instant> {
+        let wake = self.wakeups.peek().map(|Reverse((t, _, _))| *t);
+        let park = self.park_expiry.peek().map(|Reverse((t, _, _))| *t);
+        wake.into_iter().chain(park).min()
+    }
+
+    /// One event, arrived at `now`. Timers due before `now` must have been run first
+    /// (`advance`).
+    pub fn ingest(&mut self, event: Event, now: Instant) -> Result<(Outcome, Vec<Decision>), Rejection> {
+        let key = event_key(&event.source, &event.id);
+        if self.seen.contains(&key) {
+            return Ok((Outcome::Duplicate, Vec::new()));
+        }
+        let mut out = Vec::new();
+        let outcome = self.route(event.clone(), now, &mut out)?;
+        self.seen.insert(key);
+        Ok((outcome, out))
+    }
+
+    fn route(&mut self, event: Event, now: Instant, out: &mut Vec<Decision>) -> Result<Outcome, Rejection> {
+        match event.fact.route() {
+            Route::Order(id) => {
+                if let Fact::OrderPlaced(placed) = &event.fact {
+                    if self.orders.contains_key(id) {
+                        return Ok(Outcome::Ignored);
+                    }
+                    let state = OrderState::place(self.engine.policy(), placed)?;
+                    let id = id.to_string();
+                    self.orders.insert(id.clone(), state);
+                    self.dirty.insert(id.clone());
+                    self.schedule(&id);
+                    self.release(&ParkKey::Order(id), now, out);
+                    return Ok(Outcome::Applied(1));
+                }
+                if self.orders.contains_key(id) {
+                    let id = id.to_string();
+                    self.apply_to(&id, &event, now, out);
+                    Ok(Outcome::Applied(1))
+                } else {
+                    self.park(ParkKey::Order(id.to_string()), event, now);
+                    Ok(Outcome::Parked)
+                }
+            }
+            Route::Tracking(number) => match self.tracking.get(number).cloned() {
+                Some(id) => {
+                    self.apply_to(&id, &event, now, out);
+                    Ok(Outcome::Applied(1))
+                }
+                None => {
+                    self.park(ParkKey::Tracking(number.to_string()), event, now);
+                    Ok(Outcome::Parked)
+                }
+            },
+            Route::Broadcast => {
+                let policy = self.engine.policy();
+                let mut covered: Vec<String> = self
+                    .orders
+                    .values()
+                    .filter(|o| o.covered_by(policy, &event.fact))
+                    .map(|o| o.order_id.clone())
+                    .collect();
+                covered.sort_unstable();
+                for id in &covered {
+                    self.apply_to(id, &event, now, out);
+                }
+                Ok(Outcome::Applied(covered.len()))
+            }
+        }
+    }
+
+    fn apply_to(&mut self, id: &str, event: &Event, now: Instant, out: &mut Vec<Decision>) {
+        let Some(state) = self.orders.get_mut(id) else { return };
+        let before_tracking = state.tracking_number.clone();
+        self.engine.apply(state, event, now);
+        out.extend(self.engine.tick(state, now));
+        let new_tracking = state.tracking_number.clone().filter(|t| Some(t) != before_tracking.as_ref());
+        self.dirty.insert(id.to_string());
+        self.schedule(id);
+        if let Some(number) = new_tracking {
+            self.tracking.insert(number.clone(), id.to_string());
+            self.release(&ParkKey::Tracking(number), now, out);
+        }
+    }
+
+    fn park(&mut self, key: ParkKey, event: Event, now: Instant) {
+        let expires_at = now + Duration::hours(self.engine.policy().park_hours);
+        self.seq += 1;
+        self.park_expiry.push(Reverse((expires_at, self.seq, ParkKeyOrd::from(&key))));
+        self.parked.entry(key).or_default().push(Parked { event, expires_at });
+    }
+
+    /// What waited for this order or tracking number, applied now in the order it happened.
+    fn release(&mut self, key: &ParkKey, now: Instant, out: &mut Vec<Decision>) {
+        let Some(mut waiting) = self.parked.remove(key) else { return };
+        waiting.sort_by_key(|p| p.event.time);
+        for p in waiting {
+            // A parked event may be an order.placed's follower or a carrier event; route
+            // again so carrier events find their order through the new mapping.
+            if let Err(rejection) = self.route(p.event.clone(), now, out) {
+                self.dead.push(DeadLetter { event: p.event, reason: rejection.to_string() });
+            }
+        }
+    }
+
+    fn schedule(&mut self, id: &str) {
+        if let Some(t) = self.orders.get(id).and_then(OrderState::next_wakeup) {
+            self.seq += 1;
+            self.wakeups.push(Reverse((t, self.seq, id.to_string())));
+        }
+    }
+
+    /// Run everything due at or before `until`, in time order.
+    pub fn advance(&mut self, until: Instant) -> Vec<Decision> {
+        let mut out = Vec::new();
+        while let Some(t) = self.next_due().filter(|t| *t <= until) {
+            let wake_first = self.wakeups.peek().is_some_and(|Reverse((w, _, _))| *w == t);
+            if wake_first {
+                let Some(Reverse((_, _, id))) = self.wakeups.pop() else { break };
+                let Some(state) = self.orders.get_mut(&id) else { continue };
+                // Stale heap entries (the wake-up moved) are skipped.
+                if state.next_wakeup() != Some(t) {
+                    continue;
+                }
+                out.extend(self.engine.tick(state, t));
+                self.dirty.insert(id.clone());
+                self.schedule(&id);
+            } else {
+                let Some(Reverse((_, _, key))) = self.park_expiry.pop() else { break };
+                let key = ParkKey::from(&key);
+                if let Some(list) = self.parked.get_mut(&key) {
+                    let (expired, kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|p| p.expires_at <= t);
+                    *list = kept;
+                    if list.is_empty() {
+                        self.parked.remove(&key);
+                    }
+                    let hours = self.engine.policy().park_hours;
+                    for p in expired {
+                        let reason = match &key {
+                            ParkKey::Order(id) => format!("no order.placed for order {id:?} within {hours} h"),
+                            ParkKey::Tracking(n) => {
+                                format!("no warehouse.shipped with tracking number {n:?} within {hours} h")
+                            }
+                        };
+                        self.dead.push(DeadLetter { event: p.event, reason });
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,218 @@
+//! A synthetic but realistic event stream, for benchmarks and load tests: most orders go
+//! well, some slip (carrier ETA, warehouse delay, backorder, failed delivery), and now and
+//! then a carrier incident covers a region. Deterministic for a seed.
+
+use std::io::Write;
+
+use chrono_tz::Europe::Amsterdam;
+
+/// splitmix64: small, fast, good enough to shuffle a workload.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Step {
+    Placed,
+    Picked,
+    Packed,
+    Shipped { eta_days: i64 },
+    InTransit,
+    EtaUpdated { days: i64 },
+    WarehouseDelayed { days: i64 },
+    Backorder { days: i64 },
+    OutForDelivery,
+    DeliveryFailed,
+    Delivered,
+    Incident,
+}
+
+struct Planned {
+    at: i64,
+    order: u32,
+    step: Step,
+}
+
+const BRANDS: [&str; 3] = ["lumen", "hofman", "pip"];
+const CARRIERS: [&str; 2] = ["postnl", "dhl"];
+const LOCALES: [&str; 3] = ["nl-NL", "nl-BE", "en-GB"];
+
+/// Write about `events` events (one JSON object per line, in arrival order) to `out`.
+pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, seed: u64) -> std::io::Result<()> {
+    let mut rng = Rng::new(seed);
+    // Monday 2 November 2026, 08:00 in Amsterdam.
+    let start: i64 = 1_793_602_800;
+    let orders = (events / 7).max(1);
+    // Orders arrive over the stream so that each carries its own week of history.
+    let spacing = (14 * 24 * 3600 / orders as i64).max(1);
+    let mut plan: Vec<Planned> = Vec::with_capacity(events as usize + 16);
+    for o in 0..orders as u32 {
+        let placed = start + o as i64 * spacing + rng.below(60) as i64;
+        let day = 24 * 3600;
+        let mut push = |at: i64, step: Step| plan.push(Planned { at, order: o, step });
+        push(placed, Step::Placed);
+        let trouble = rng.below(100) < delayed_percent as u64;
+        let kind = rng.below(4);
+        let mut ship = placed + 3 * 3600;
+        if trouble && kind == 1 {
+            push(placed + 2 * 3600, Step::WarehouseDelayed { days: 2 });
+            ship += 2 * day;
+        }
+        if trouble && kind == 2 {
+            push(placed + 2 * 3600, Step::Backorder { days: 5 });
+            ship += 5 * day;
+        }
+        push(ship - 2 * 3600, Step::Picked);
+        push(ship - 3600, Step::Packed);
+        push(ship, Step::Shipped { eta_days: 1 });
+        push(ship + 10 * 3600, Step::InTransit);
+        let mut deliver = ship + day + 3 * 3600;
+        if trouble && kind == 0 {
+            push(ship + 11 * 3600, Step::EtaUpdated { days: 3 });
+            deliver += 2 * day;
+        }
+        if trouble && kind == 3 {
+            push(deliver - 3600, Step::OutForDelivery);
+            push(deliver, Step::DeliveryFailed);
+            deliver += day;
+        }
+        push(deliver - 1800, Step::OutForDelivery);
+        push(deliver, Step::Delivered);
+    }
+    // A carrier incident every ~100k events.
+    let incidents = (events / 100_000).max(1);
+    for i in 0..incidents {
+        let at = start + (i as i64 + 1) * (14 * 24 * 3600) / (incidents as i64 + 1);
+        plan.push(Planned { at, order: i as u32, step: Step::Incident });
+    }
+    plan.sort_by_key(|p| (p.at, p.order));
+
+    let fmt = |t: i64| -> String {
+        chrono::DateTime::from_timestamp(t, 0).map(|d| d.with_timezone(&Amsterdam).to_rfc3339()).unwrap_or_default()
+    };
+    for (n, p) in plan.iter().enumerate() {
+        let o = p.order;
+        let order_id = format!("G-{o:07}");
+        let tracking = format!("TRK{o:09}");
+        let brand = BRANDS[(o % 3) as usize];
+        let carrier = CARRIERS[(o % 2) as usize];
+        let time = fmt(p.at);
+        let (kind, source, subject, data) = match p.step {
+            Step::Placed => (
+                "order.placed",
+                "/webshop",
+                order_id.clone(),
+                format!(
+                    r#"{{"order_id":"{order_id}","brand":"{brand}","placed_at":"{time}","customer":{{"name":"Klant {o}","email":"klant{o}@example.nl","phone":"+316{:08}","locale":"{}","channels":["email","sms"]}},"shipping":{{"method":"standard","carrier":"{carrier}","country":"NL","postal_code":"{}AB"}},"warehouse":"tilburg","items":[{{"sku":"SKU-{}","name":"Artikel {}","qty":1}}]}}"#,
+                    o % 100_000_000,
+                    if brand == "pip" { LOCALES[(o % 3) as usize] } else { "nl-NL" },
+                    1000 + o % 9000,
+                    o % 500,
+                    o % 500
+                ),
+            ),
+            Step::Picked => ("warehouse.picked", "/warehouse/tilburg", order_id.clone(), format!(r#"{{"order_id":"{order_id}"}}"#)),
+            Step::Packed => ("warehouse.packed", "/warehouse/tilburg", order_id.clone(), format!(r#"{{"order_id":"{order_id}"}}"#)),
+            Step::Shipped { eta_days } => (
+                "warehouse.shipped",
+                "/warehouse/tilburg",
+                order_id.clone(),
+                format!(
+                    r#"{{"order_id":"{order_id}","carrier":"{carrier}","tracking_number":"{tracking}","eta":{{"from":"{}","to":"{}"}}}}"#,
+                    fmt(p.at + eta_days * 86400 - 4 * 3600),
+                    fmt(p.at + eta_days * 86400)
+                ),
+            ),
+            Step::InTransit => (
+                "carrier.in_transit",
+                "/carrier",
+                tracking.clone(),
+                format!(r#"{{"tracking_number":"{tracking}"}}"#),
+            ),
+            Step::EtaUpdated { days } => (
+                "carrier.eta_updated",
+                "/carrier",
+                tracking.clone(),
+                format!(
+                    r#"{{"tracking_number":"{tracking}","reason":"sorting_backlog","eta":{{"from":"{}","to":"{}"}}}}"#,
+                    fmt(p.at + days * 86400 - 4 * 3600),
+                    fmt(p.at + days * 86400)
+                ),
+            ),
+            Step::WarehouseDelayed { days } => (
+                "warehouse.delayed",
+                "/warehouse/tilburg",
+                order_id.clone(),
+                format!(
+                    r#"{{"order_id":"{order_id}","reason":"staff_shortage","expected_ship_at":"{}"}}"#,
+                    fmt(p.at + days * 86400)
+                ),
+            ),
+            Step::Backorder { days } => (
+                "warehouse.backorder",
+                "/warehouse/tilburg",
+                order_id.clone(),
+                format!(
+                    r#"{{"order_id":"{order_id}","sku":"SKU-{}","expected_restock_at":"{}"}}"#,
+                    o % 500,
+                    fmt(p.at + days * 86400)
+                ),
+            ),
+            Step::OutForDelivery => (
+                "carrier.out_for_delivery",
+                "/carrier",
+                tracking.clone(),
+                format!(r#"{{"tracking_number":"{tracking}"}}"#),
+            ),
+            Step::DeliveryFailed => (
+                "carrier.delivery_failed",
+                "/carrier",
+                tracking.clone(),
+                format!(
+                    r#"{{"tracking_number":"{tracking}","reason":"not_home","next_attempt_at":"{}","pickup_point":{{"name":"Servicepunt {}","address":"Dorpsstraat {}, Utrecht"}}}}"#,
+                    fmt(p.at + 86400),
+                    o % 50,
+                    o % 200
+                ),
+            ),
+            Step::Delivered => (
+                "carrier.delivered",
+                "/carrier",
+                tracking.clone(),
+                format!(r#"{{"tracking_number":"{tracking}"}}"#),
+            ),
+            Step::Incident => (
+                "carrier.incident",
+                "/carrier",
+                carrier.to_string(),
+                format!(
+                    r#"{{"carrier":"{carrier}","reason":"weather","expected_delay_hours":24,"postal_code_prefixes":["{}"]}}"#,
+                    1 + o % 9
+                ),
+            ),
+        };
+        writeln!(
+            out,
+            r#"{{"specversion":"1.0","id":"gen-{n}","source":"{source}","type":"{kind}","time":"{time}","subject":"{subject}","datacontenttype":"application/json","data":{data}}}"#
+        )?;
+    }
+    Ok(())
+}
