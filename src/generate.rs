@@ -64,6 +64,9 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
     // Orders arrive over the stream so that each carries its own week of history.
     let spacing = (14 * 24 * 3600 / orders as i64).max(1);
     let mut plan: Vec<Planned> = Vec::with_capacity(events as usize + 16);
+    // The shop's promise per order: the on-time delivery moment plus a margin, so an order
+    // that goes well is quiet and one that slips breaks its promise.
+    let mut promises: Vec<i64> = Vec::with_capacity(orders as usize);
     for o in 0..orders as u32 {
         let placed = start + o as i64 * spacing + rng.below(60) as i64;
         let day = 24 * 3600;
@@ -72,6 +75,7 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
         let trouble = rng.below(100) < delayed_percent as u64;
         let kind = rng.below(4);
         let mut ship = placed + 3 * 3600;
+        promises.push(ship + day + 3 * 3600 + 4 * 3600);
         if trouble && kind == 1 {
             push(placed + 2 * 3600, Step::WarehouseDelayed { days: 2 });
             ship += 2 * day;
@@ -121,12 +125,13 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
                 "/webshop",
                 order_id.clone(),
                 format!(
-                    r#"{{"order_id":"{order_id}","brand":"{brand}","placed_at":"{time}","customer":{{"name":"Klant {o}","email":"klant{o}@example.nl","phone":"+316{:08}","locale":"{}","channels":["email","sms"]}},"shipping":{{"method":"standard","carrier":"{carrier}","country":"NL","postal_code":"{}AB"}},"warehouse":"tilburg","items":[{{"sku":"SKU-{}","name":"Artikel {}","qty":1}}]}}"#,
+                    r#"{{"order_id":"{order_id}","brand":"{brand}","placed_at":"{time}","customer":{{"name":"Klant {o}","email":"klant{o}@example.nl","phone":"+316{:08}","locale":"{}","channels":["email","sms"]}},"shipping":{{"method":"standard","carrier":"{carrier}","country":"NL","postal_code":"{}AB"}},"warehouse":"tilburg","items":[{{"sku":"SKU-{}","name":"Artikel {}","qty":1}}],"promise":{{"deliver_by":"{}"}}}}"#,
                     o % 100_000_000,
                     if brand == "pip" { LOCALES[(o % 3) as usize] } else { "nl-NL" },
                     1000 + o % 9000,
                     o % 500,
-                    o % 500
+                    o % 500,
+                    fmt(promises[o as usize])
                 ),
             ),
             Step::Picked => ("warehouse.picked", "/warehouse/tilburg", order_id.clone(), format!(r#"{{"order_id":"{order_id}"}}"#)),

@@ -117,7 +117,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             let tdir = settings::templates_dir(templates.as_deref(), &dir);
-            let problems: Vec<String> = { let _ = (&settings, &tdir); Vec::new() };
+            let problems = belofte::check::lint(&settings.policy, &tdir);
             for p in &problems {
                 eprintln!("{p}");
             }

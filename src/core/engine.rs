@@ -684,6 +684,11 @@ impl<'p> Engine<'p> {
             }
             Kind::DeliveryFailed => {
                 new = state.next_attempt_at.map(|t| calendar::promise_on(self.policy, tz, local_date(tz, t)));
+                // No next attempt and not the customer's doing: say when we write again.
+                // (Not home with a pickup point: the customer can act; no update promised.)
+                if new.is_none() && !state.customer_caused {
+                    next_update_at = Some(self.next_update(tz, now));
+                }
                 if state.failed_deliveries >= 2 {
                     escalation = Some(EscalationWhy::PermanentDeliveryFailure);
                 }
@@ -696,7 +701,7 @@ impl<'p> Engine<'p> {
         match kind {
             Kind::AtRisk | Kind::LateDeliveryFollowup | Kind::BackOnTrack => {}
             Kind::DeliveryFailed => {
-                if new.is_some() {
+                if new.is_some() || next_update_at.is_some() {
                     state.promise = new;
                 }
             }

@@ -4,7 +4,6 @@
 //! on a virtual clock, the daemon on the wall clock and persists what changed.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -15,8 +14,53 @@ use super::engine::{Decision, Engine, OrderState};
 use super::event::{Event, Fact, Rejection, Route};
 use super::policy::Policy;
 
-/// A fixed hasher: iteration order must not change between two runs on the same input.
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+/// A fixed, fast hasher (the Fx algorithm of rustc): iteration order must not change
+/// between two runs on the same input, and keys here are ids, not attacker-chosen.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.add(b as u64);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -53,13 +97,14 @@ pub struct World<'p> {
     engine: Engine<'p>,
     orders: Map<String, OrderState>,
     tracking: Map<String, String>,
-    seen: HashSet<u128, BuildHasherDefault<DefaultHasher>>,
+    seen: HashSet<u128, BuildHasherDefault<FxHasher>>,
     parked: Map<ParkKey, Vec<Parked>>,
     park_expiry: BinaryHeap<Reverse<(Instant, u64, ParkKeyOrd)>>,
     wakeups: BinaryHeap<Reverse<(Instant, u64, String)>>,
     seq: u64,
     dead: Vec<DeadLetter>,
     dirty: BTreeSet<String>,
+    track_dirty: bool,
 }
 
 /// `ParkKey` with an order, for the expiry heap.
@@ -85,12 +130,15 @@ impl From<&ParkKeyOrd> for ParkKey {
     }
 }
 
-/// The identity of an event for duplicate detection: `source` + `id`, as 128 bits.
+/// The identity of an event for duplicate detection: `source` + `id`, as 128 bits from two
+/// differently keyed SipHash runs (a false "duplicate" needs both to collide). Fx is too
+/// weak here: similar ids collide.
 pub fn event_key(source: &str, id: &str) -> u128 {
+    use std::collections::hash_map::DefaultHasher;
     let mut a = DefaultHasher::new();
     (source, id).hash(&mut a);
     let mut b = DefaultHasher::new();
-    (id, 0x5eedu32, source).hash(&mut b);
+    (id, 0x5eed_u32, source).hash(&mut b);
     ((a.finish() as u128) << 64) | b.finish() as u128
 }
 
@@ -107,6 +155,19 @@ impl<'p> World<'p> {
             seq: 0,
             dead: Vec::new(),
             dirty: BTreeSet::new(),
+            track_dirty: false,
+        }
+    }
+
+    /// Remember which orders changed (the daemon persists them); simulate does not need it.
+    pub fn tracking_changes(mut self) -> Self {
+        self.track_dirty = true;
+        self
+    }
+
+    fn touch(&mut self, id: &str) {
+        if self.track_dirty {
+            self.dirty.insert(id.to_string());
         }
     }
 
@@ -125,7 +186,7 @@ impl<'p> World<'p> {
         }
         let id = state.order_id.clone();
         self.orders.insert(id.clone(), state);
-        self.schedule(&id);
+        self.schedule(&id, None);
     }
 
     /// Mark an event id as seen without applying it (the daemon restores its log).
@@ -173,8 +234,8 @@ impl<'p> World<'p> {
                     let state = OrderState::place(self.engine.policy(), placed)?;
                     let id = id.to_string();
                     self.orders.insert(id.clone(), state);
-                    self.dirty.insert(id.clone());
-                    self.schedule(&id);
+                    self.touch(&id);
+                    self.schedule(&id, None);
                     self.release(&ParkKey::Order(id), now, out);
                     return Ok(Outcome::Applied(1));
                 }
@@ -216,12 +277,13 @@ impl<'p> World<'p> {
 
     fn apply_to(&mut self, id: &str, event: &Event, now: Instant, out: &mut Vec<Decision>) {
         let Some(state) = self.orders.get_mut(id) else { return };
-        let before_tracking = state.tracking_number.clone();
+        let had_tracking = state.tracking_number.is_some();
+        let wake_before = state.next_wakeup();
         self.engine.apply(state, event, now);
         out.extend(self.engine.tick(state, now));
-        let new_tracking = state.tracking_number.clone().filter(|t| Some(t) != before_tracking.as_ref());
-        self.dirty.insert(id.to_string());
-        self.schedule(id);
+        let new_tracking = if had_tracking { None } else { state.tracking_number.clone() };
+        self.touch(id);
+        self.schedule(id, wake_before);
         if let Some(number) = new_tracking {
             self.tracking.insert(number.clone(), id.to_string());
             self.release(&ParkKey::Tracking(number), now, out);
@@ -248,8 +310,9 @@ impl<'p> World<'p> {
         }
     }
 
-    fn schedule(&mut self, id: &str) {
-        if let Some(t) = self.orders.get(id).and_then(OrderState::next_wakeup) {
+    /// Put the order's next wake-up on the heap, unless it is the one already there.
+    fn schedule(&mut self, id: &str, already: Option<Instant>) {
+        if let Some(t) = self.orders.get(id).and_then(OrderState::next_wakeup).filter(|t| Some(*t) != already) {
             self.seq += 1;
             self.wakeups.push(Reverse((t, self.seq, id.to_string())));
         }
@@ -268,8 +331,8 @@ impl<'p> World<'p> {
                     continue;
                 }
                 out.extend(self.engine.tick(state, t));
-                self.dirty.insert(id.clone());
-                self.schedule(&id);
+                self.touch(&id);
+                self.schedule(&id, None);
             } else {
                 let Some(Reverse((_, _, key))) = self.park_expiry.pop() else { break };
                 let key = ParkKey::from(&key);

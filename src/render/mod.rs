@@ -1,0 +1,511 @@
+//! Rendering notices into words: templates per kind × channel × language, tone from config.
+//!
+//! Layout of the template folder (see `templates/README.md` for the guide ops and marketing use):
+//! - `KIND/LANG/email.subject.hbs`, `KIND/LANG/email.txt.hbs`, `KIND/LANG/sms.txt.hbs`
+//! - `_voice/LANG.toml`: phrases per tone (`[formal]`, `[warm]`, `[playful]`) and shared ones
+//!   (`[common]`), used as `{{voice "greeting"}}`
+//! - `_reasons/LANG.toml`: per reason code what happened and what is being done, used as
+//!   `{{reason "what"}}`
+//! - `_layout/email.html.hbs`: the one HTML layout around every email's text part
+//!
+//! Everything is compiled once in [`Templates::load`]; a render only builds one JSON context.
+
+mod helpers;
+pub(crate) mod words;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use handlebars::{Context, Handlebars};
+use serde_json::{json, Map, Value};
+
+use crate::core::domain::{Channel, Kind, Lang, Reason, Tone};
+use crate::core::notice::Notice;
+use crate::core::policy::Brand;
+
+pub use words::sms_units;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: Option<String>,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{file}:{line}: {message}")]
+    Syntax { file: String, line: usize, message: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{template}: {message}")]
+pub struct RenderError {
+    /// The template file (or phrase file) that failed.
+    pub template: String,
+    pub message: String,
+}
+
+/// A render failure with the place it happened, for `belofte check`.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl From<Failure> for RenderError {
+    fn from(f: Failure) -> RenderError {
+        let message = match f.line {
+            Some(line) => format!("line {line}: {}", f.message),
+            None => f.message,
+        };
+        RenderError { template: f.file, message }
+    }
+}
+
+/// The files one message is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Part {
+    EmailSubject,
+    EmailText,
+    SmsText,
+}
+
+impl Part {
+    pub const ALL: [Part; 3] = [Part::EmailSubject, Part::EmailText, Part::SmsText];
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Part::EmailSubject => "email.subject.hbs",
+            Part::EmailText => "email.txt.hbs",
+            Part::SmsText => "sms.txt.hbs",
+        }
+    }
+    pub fn of_channel(channel: Channel) -> &'static [Part] {
+        match channel {
+            Channel::Email => &[Part::EmailSubject, Part::EmailText],
+            Channel::Sms => &[Part::SmsText],
+            Channel::Event => &[],
+        }
+    }
+}
+
+pub(crate) const VOICE_SECTIONS: [&str; 4] = ["formal", "warm", "playful", "common"];
+pub(crate) const LAYOUT_FILE: &str = "_layout/email.html.hbs";
+
+/// Where a registered template came from, so errors name the file people edit.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub file: String,
+    /// The file line of the template's first line (1 for a whole file, the key's line for a
+    /// phrase in a TOML file).
+    pub first_line: usize,
+    pub text: String,
+}
+
+/// A phrase from a TOML file: constant text is written as is, anything with `{{` is a template.
+#[derive(Debug, Clone)]
+pub(crate) enum Phrase {
+    Const(String),
+    Template(String),
+}
+
+/// Phrases by key, then by (language, section) slot.
+pub(crate) type PhraseTable = HashMap<String, Vec<Option<Phrase>>>;
+
+pub(crate) fn voice_slot(lang: Lang, section: usize) -> usize {
+    lang_index(lang) * VOICE_SECTIONS.len() + section
+}
+
+pub(crate) fn reason_slot(lang: Lang, reason: Reason) -> usize {
+    lang_index(lang) * Reason::ALL.len() + reason_index(reason)
+}
+
+pub(crate) fn lang_index(lang: Lang) -> usize {
+    match lang {
+        Lang::Nl => 0,
+        Lang::En => 1,
+    }
+}
+
+pub(crate) fn tone_index(tone: Tone) -> usize {
+    match tone {
+        Tone::Formal => 0,
+        Tone::Warm => 1,
+        Tone::Playful => 2,
+    }
+}
+
+fn reason_index(reason: Reason) -> usize {
+    Reason::ALL.iter().position(|r| *r == reason).unwrap_or(Reason::ALL.len() - 1)
+}
+
+pub struct Templates {
+    text: Handlebars<'static>,
+    html: Handlebars<'static>,
+    parts: HashMap<(Kind, Lang, Part), String>,
+    pub(crate) sources: HashMap<String, Source>,
+    pub(crate) voice: Arc<PhraseTable>,
+    pub(crate) reasons: Arc<PhraseTable>,
+    layout_file: String,
+}
+
+fn display(dir: &Path, rel: &str) -> String {
+    dir.join(rel).display().to_string()
+}
+
+fn syntax_error(file: &str, first_line: usize, err: &handlebars::TemplateError) -> TemplateError {
+    let (line, col) = err.pos().unwrap_or((1, 0));
+    TemplateError::Syntax {
+        file: file.to_string(),
+        line: first_line + line - 1,
+        message: format!("{} (column {col})", err.reason()),
+    }
+}
+
+impl Templates {
+    /// Loads and compiles every template and phrase under `dir` (strict mode: a variable that
+    /// does not exist is an error at render time, which `belofte check` turns into a report).
+    pub fn load(dir: &Path) -> Result<Templates, TemplateError> {
+        if !dir.is_dir() {
+            return Err(TemplateError::Io(format!("{}: not a folder with templates", dir.display())));
+        }
+        let mut text = Handlebars::new();
+        text.set_strict_mode(true);
+        text.register_escape_fn(handlebars::no_escape);
+        helpers::register_common(&mut text);
+
+        let mut sources = HashMap::new();
+        let mut parts = HashMap::new();
+        for kind in Kind::CUSTOMER {
+            for lang in Lang::ALL {
+                for part in Part::ALL {
+                    let rel = format!("{}/{}/{}", kind.as_str(), lang.as_str(), part.file_name());
+                    let path = dir.join(&rel);
+                    if !path.is_file() {
+                        continue;
+                    }
+                    let src = read(&path)?;
+                    let file = display(dir, &rel);
+                    text.register_template_string(&rel, &src).map_err(|e| syntax_error(&file, 1, &e))?;
+                    sources.insert(rel.clone(), Source { file, first_line: 1, text: src });
+                    parts.insert((kind, lang, part), rel);
+                }
+            }
+        }
+
+        let mut voice: PhraseTable = HashMap::new();
+        let mut reasons: PhraseTable = HashMap::new();
+        let voice_slots = Lang::ALL.len() * VOICE_SECTIONS.len();
+        let reason_slots = Lang::ALL.len() * Reason::ALL.len();
+        for lang in Lang::ALL {
+            let rel = format!("_voice/{}.toml", lang.as_str());
+            for (section, key, phrase) in load_phrases(dir, &rel, &mut text, &mut sources)? {
+                let Some(s) = VOICE_SECTIONS.iter().position(|x| *x == section) else {
+                    return Err(TemplateError::Syntax {
+                        file: display(dir, &rel),
+                        line: 1,
+                        message: format!("unknown section [{section}]; use [common], [formal], [warm] or [playful]"),
+                    });
+                };
+                voice.entry(key).or_insert_with(|| vec![None; voice_slots])[voice_slot(lang, s)] = Some(phrase);
+            }
+            let rel = format!("_reasons/{}.toml", lang.as_str());
+            for (section, key, phrase) in load_phrases(dir, &rel, &mut text, &mut sources)? {
+                let Some(reason) = Reason::ALL.into_iter().find(|r| r.code() == section) else {
+                    let codes: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+                    return Err(TemplateError::Syntax {
+                        file: display(dir, &rel),
+                        line: 1,
+                        message: format!("unknown reason [{section}]; the codes are {}", codes.join(", ")),
+                    });
+                };
+                reasons.entry(key).or_insert_with(|| vec![None; reason_slots])[reason_slot(lang, reason)] =
+                    Some(phrase);
+            }
+        }
+        let voice = Arc::new(voice);
+        let reasons = Arc::new(reasons);
+        helpers::register_phrases(&mut text, voice.clone(), reasons.clone());
+
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+        helpers::register_common(&mut html);
+        let layout_path = dir.join(LAYOUT_FILE);
+        let layout_file = display(dir, LAYOUT_FILE);
+        if !parts.is_empty() || layout_path.is_file() {
+            let src = read(&layout_path)?;
+            html.register_template_string(LAYOUT_FILE, &src).map_err(|e| syntax_error(&layout_file, 1, &e))?;
+            sources.insert(LAYOUT_FILE.to_string(), Source { file: layout_file.clone(), first_line: 1, text: src });
+        }
+
+        Ok(Templates { text, html, parts, sources, voice, reasons, layout_file })
+    }
+
+    pub fn has(&self, kind: Kind, channel: Channel, lang: Lang) -> bool {
+        let needed = Part::of_channel(channel);
+        !needed.is_empty() && needed.iter().all(|p| self.parts.contains_key(&(kind, lang, *p)))
+    }
+
+    pub fn render(&self, notice: &Notice, brand: &Brand, channel: Channel) -> Result<Rendered, RenderError> {
+        self.render_detailed(notice, brand, channel).map_err(RenderError::from)
+    }
+
+    /// The registered name (`KIND/LANG/FILE`) of one part, if the folder has it.
+    pub(crate) fn part_name(&self, kind: Kind, lang: Lang, part: Part) -> Option<&str> {
+        self.parts.get(&(kind, lang, part)).map(String::as_str)
+    }
+
+    pub(crate) fn render_detailed(&self, notice: &Notice, brand: &Brand, channel: Channel) -> Result<Rendered, Failure> {
+        let lang = notice.lang;
+        let ctx = Context::from(context(notice, brand));
+        let part = |part: Part| -> Result<String, Failure> {
+            let Some(name) = self.parts.get(&(notice.kind, lang, part)) else {
+                return Err(Failure {
+                    file: format!("{}/{}/{}", notice.kind.as_str(), lang.as_str(), part.file_name()),
+                    line: None,
+                    message: format!("no {} template for {} in {}", channel, notice.kind, lang.as_str()),
+                });
+            };
+            self.text.render_with_context(name, &ctx).map_err(|e| self.failure(name, &e))
+        };
+        match channel {
+            Channel::Email => {
+                let subject = words::tidy(&part(Part::EmailSubject)?).lines().collect::<Vec<_>>().join(" ");
+                let text = words::tidy(&part(Part::EmailText)?);
+                let html = self.html_part(lang, brand, &subject, &text)?;
+                Ok(Rendered { subject: Some(subject), text, html: Some(html) })
+            }
+            Channel::Sms => {
+                let text = words::to_gsm7(&words::tidy(&part(Part::SmsText)?));
+                Ok(Rendered { subject: None, text, html: None })
+            }
+            Channel::Event => Err(Failure {
+                file: notice.kind.as_str().to_string(),
+                line: None,
+                message: "events are not rendered into words".to_string(),
+            }),
+        }
+    }
+
+    fn html_part(&self, lang: Lang, brand: &Brand, subject: &str, text: &str) -> Result<String, Failure> {
+        let data = json!({
+            "lang": lang.as_str(),
+            "subject": subject,
+            "brand": { "name": brand.display_name, "support_url": brand.support_url,
+                       "support_phone": brand.support_phone },
+            "body": words::paragraphs(text).join("\n"),
+        });
+        self.html.render(LAYOUT_FILE, &data).map_err(|e| Failure {
+            file: self.layout_file.clone(),
+            line: e.line_no,
+            message: reason_text(&e),
+        })
+    }
+
+    /// A handlebars error as file and line people can open; phrases live inside TOML files.
+    fn failure(&self, top: &str, e: &handlebars::RenderError) -> Failure {
+        let name = e.template_name.as_deref().unwrap_or(top);
+        let message = reason_text(e);
+        match self.sources.get(name) {
+            Some(src) => Failure { file: src.file.clone(), line: e.line_no.map(|l| src.first_line + l - 1), message },
+            None => Failure { file: name.to_string(), line: e.line_no, message },
+        }
+    }
+}
+
+fn reason_text(e: &handlebars::RenderError) -> String {
+    match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("unknown variable `{path}` (see templates/README.md for the variables there are)")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<String, TemplateError> {
+    fs::read_to_string(path).map_err(|e| TemplateError::Io(format!("{}: {e}", path.display())))
+}
+
+/// The line of `key` inside `[section]` of a TOML file (1 when it cannot be found).
+pub(crate) fn toml_key_line(src: &str, section: &str, key: &str) -> usize {
+    let mut in_section = false;
+    for (i, line) in src.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_section = t.trim_start_matches('[').trim_end_matches(']').trim() == section;
+            continue;
+        }
+        if in_section {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim().trim_matches('"') == key {
+                    return i + 1;
+                }
+            }
+        }
+    }
+    1
+}
+
+/// Every `[section] key = "text"` of one phrase file, each compiled as a template.
+fn load_phrases(
+    dir: &Path,
+    rel: &str,
+    registry: &mut Handlebars<'static>,
+    sources: &mut HashMap<String, Source>,
+) -> Result<Vec<(String, String, Phrase)>, TemplateError> {
+    let path = dir.join(rel);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let file = display(dir, rel);
+    let src = read(&path)?;
+    let table: toml::Table = src.parse().map_err(|e: toml::de::Error| TemplateError::Syntax {
+        file: file.clone(),
+        line: e.span().map(|s| src[..s.start.min(src.len())].lines().count().max(1)).unwrap_or(1),
+        message: e.message().to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (section, values) in table {
+        let Some(values) = values.as_table() else {
+            return Err(TemplateError::Syntax {
+                file,
+                line: toml_key_line(&src, "", &section),
+                message: format!("`{section}` must be a section like [{section}] with phrases in it"),
+            });
+        };
+        for (key, value) in values {
+            let line = toml_key_line(&src, &section, key);
+            let Some(phrase) = value.as_str() else {
+                return Err(TemplateError::Syntax {
+                    file,
+                    line,
+                    message: format!("[{section}] {key} must be text in quotes"),
+                });
+            };
+            let name = format!("{rel}#{section}.{key}");
+            let compiled = if phrase.contains("{{") {
+                registry.register_template_string(&name, phrase).map_err(|e| syntax_error(&file, line, &e))?;
+                Phrase::Template(name.clone())
+            } else {
+                Phrase::Const(phrase.to_string())
+            };
+            sources.insert(name, Source { file: file.clone(), first_line: line, text: phrase.to_string() });
+            out.push((section.clone(), key.clone(), compiled));
+        }
+    }
+    Ok(out)
+}
+
+fn date_or_null(lang: Lang, brand: &Brand, t: Option<crate::core::domain::Instant>) -> Value {
+    t.map(|t| words::date_words(lang, brand.time_zone, t)).unwrap_or(Value::Null)
+}
+
+/// Every fact a template may use. Keys are always present (null when absent), so strict mode
+/// only fails on real typos.
+pub(crate) fn context(n: &Notice, brand: &Brand) -> Value {
+    let lang = n.lang;
+    let tone = brand.tone;
+    let first = n.items.first();
+    let more = n.items.len().saturating_sub(1);
+    let voucher = match n.compensation_eur {
+        Some(eur) if eur > 0 => {
+            let previous = n.previous_compensation_eur.filter(|p| *p > 0 && *p < eur);
+            json!({
+                "eur": eur,
+                "amount": words::euro(lang, eur),
+                "raised": previous.is_some(),
+                "previous_amount": previous.map(|p| words::euro(lang, p)),
+            })
+        }
+        _ => Value::Null,
+    };
+    let promise = n.new.or(n.previous).unwrap_or(n.original);
+    let mut m = Map::with_capacity(32);
+    m.insert("kind".into(), n.kind.as_str().into());
+    m.insert("lang".into(), lang.as_str().into());
+    m.insert("tone".into(), tone.as_str().into());
+    m.insert("formal".into(), (tone == Tone::Formal).into());
+    m.insert("warm".into(), (tone == Tone::Warm).into());
+    m.insert("playful".into(), (tone == Tone::Playful).into());
+    m.insert("order_id".into(), n.order_id.as_str().into());
+    m.insert(
+        "brand".into(),
+        json!({ "id": brand.id, "name": brand.display_name, "support_url": brand.support_url,
+                "support_site": support_site(&brand.support_url), "support_phone": brand.support_phone }),
+    );
+    m.insert(
+        "customer".into(),
+        json!({ "name": n.customer_name.trim(), "first_name": words::first_name(&n.customer_name) }),
+    );
+    m.insert(
+        "items".into(),
+        json!({
+            "first": first.map(|i| i.name.as_str()).unwrap_or(""),
+            "first_qty": first.map(|i| i.qty).unwrap_or(0),
+            "first_many": first.map(|i| i.qty > 1).unwrap_or(false),
+            "count": n.items.len(),
+            "more": more,
+            "more_plural": more > 1,
+        }),
+    );
+    m.insert("promise_label".into(), n.promise_label.clone().into());
+    m.insert("carrier".into(), n.carrier.as_deref().map(carrier_name).into());
+    m.insert("tracking_number".into(), n.tracking_number.clone().into());
+    m.insert("reason".into(), n.reason.map(|r| r.code()).into());
+    m.insert("again".into(), n.again.into());
+    let original = words::date_words(lang, brand.time_zone, n.original);
+    let previous = match n.previous {
+        Some(p) if p == n.original => original.clone(),
+        p => date_or_null(lang, brand, p),
+    };
+    let new = date_or_null(lang, brand, n.new);
+    // The promise that holds is one of the dates above: reuse it rather than format it again.
+    let promise = if Some(promise) == n.new {
+        new.clone()
+    } else if Some(promise) == n.previous {
+        previous.clone()
+    } else {
+        original.clone()
+    };
+    m.insert("original".into(), original);
+    m.insert("previous".into(), previous);
+    m.insert("new".into(), new);
+    m.insert("promise".into(), promise);
+    m.insert("next_update".into(), date_or_null(lang, brand, n.next_update_at));
+    m.insert("next_attempt".into(), date_or_null(lang, brand, n.next_attempt_at));
+    m.insert("delivered".into(), date_or_null(lang, brand, n.delivered_at));
+    m.insert("voucher".into(), voucher);
+    m.insert(
+        "pickup".into(),
+        n.pickup_point.as_ref().map(|p| json!({ "name": p.name, "address": p.address })).unwrap_or(Value::Null),
+    );
+    m.insert("failed_attempts".into(), n.failed_attempts.into());
+    Value::Object(m)
+}
+
+/// The support address without "https://", as an SMS shows it (phones still make it a link).
+fn support_site(url: &str) -> &str {
+    let bare = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url);
+    bare.strip_suffix('/').unwrap_or(bare)
+}
+
+/// Carrier ids as customers know the company.
+fn carrier_name(id: &str) -> String {
+    match id.to_ascii_lowercase().as_str() {
+        "postnl" => "PostNL".into(),
+        "dhl" => "DHL".into(),
+        "dpd" => "DPD".into(),
+        "ups" => "UPS".into(),
+        "gls" => "GLS".into(),
+        "bpost" => "bpost".into(),
+        "fedex" => "FedEx".into(),
+        "budbee" => "Budbee".into(),
+        "trunkrs" => "Trunkrs".into(),
+        _ => id.to_string(),
+    }
+}

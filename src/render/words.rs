@@ -1,0 +1,333 @@
+//! Language-level wording that is not marketing copy: how dates, times and amounts are
+//! written, how plain text becomes an HTML part, and what fits in an SMS.
+
+use chrono::{Datelike, Timelike};
+use chrono_tz::Tz;
+use serde_json::{Map, Value};
+
+use crate::core::domain::{Instant, Lang};
+
+const NL_WEEKDAYS: [&str; 7] = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"];
+const EN_WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const NL_MONTHS: [&str; 12] = [
+    "januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober", "november",
+    "december",
+];
+const EN_MONTHS: [&str; 12] = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "December",
+];
+
+/// The day and month as the checker and people look for it: "24 november", "24 November".
+pub fn day_month(lang: Lang, tz: Tz, t: Instant) -> String {
+    let local = t.with_timezone(&tz);
+    let months = match lang {
+        Lang::Nl => &NL_MONTHS,
+        Lang::En => &EN_MONTHS,
+    };
+    format!("{} {}", local.day(), months[local.month0() as usize])
+}
+
+/// One instant in every form a template may want, in the brand's local time.
+pub fn date_words(lang: Lang, tz: Tz, t: Instant) -> Value {
+    let local = t.with_timezone(&tz);
+    let (weekdays, months, at) = match lang {
+        Lang::Nl => (&NL_WEEKDAYS, &NL_MONTHS, "om"),
+        Lang::En => (&EN_WEEKDAYS, &EN_MONTHS, "at"),
+    };
+    let weekday = weekdays[local.weekday().num_days_from_monday() as usize];
+    let month = months[local.month0() as usize];
+    let (hour, minute) = (local.hour(), local.minute());
+    // Built once and sliced: this runs for every date of every message.
+    let at_text = format!("{weekday} {} {month} {at} {hour:02}:{minute:02}", local.day());
+    let date_len = at_text.len() - at.len() - 7;
+    let date = &at_text[..date_len];
+    let mut m = Map::new();
+    m.insert("day_month".into(), Value::String(date[weekday.len() + 1..].to_string()));
+    m.insert("date".into(), Value::String(date.to_string()));
+    m.insert("time".into(), Value::String(at_text[at_text.len() - 5..].to_string()));
+    m.insert("at".into(), Value::String(at_text));
+    Value::Object(m)
+}
+
+/// An amount in euro as written in running text: nl "€ 5", en "€5".
+pub fn euro(lang: Lang, eur: u32) -> String {
+    match lang {
+        Lang::Nl => format!("€ {eur}"),
+        Lang::En => format!("€{eur}"),
+    }
+}
+
+pub fn first_name(full: &str) -> &str {
+    full.split_whitespace().next().unwrap_or("")
+}
+
+/// At most `max` characters; a cut value ends in "..." (ASCII, so an SMS stays GSM-7).
+pub fn truncate(value: &str, max: usize) -> String {
+    if value.chars().count() <= max {
+        return value.to_string();
+    }
+    let keep = max.saturating_sub(3);
+    let mut cut: String = value.chars().take(keep).collect();
+    // Cut at a word boundary when one is near, so "Lumen Nova 14 lap..." reads as "Lumen Nova 14...".
+    if let Some(space) = cut.rfind(' ') {
+        if space * 3 >= cut.len() * 2 {
+            cut.truncate(space);
+        }
+    }
+    // An opened bracket that the cut leaves unclosed reads as a typo: cut before it.
+    if cut.matches('(').count() > cut.matches(')').count() {
+        if let Some(open) = cut.rfind('(') {
+            cut.truncate(open);
+        }
+    }
+    let trimmed = cut.trim_end_matches([' ', ',', '-', '(']);
+    format!("{trimmed}...")
+}
+
+/// Tidy rendered text: conditional blocks leave double spaces and empty lines behind, and an
+/// empty variable leaves a space before punctuation ("van ons ." reads as a typo).
+pub fn tidy(raw: &str) -> String {
+    // Works on bytes: every byte it looks at is ASCII, and UTF-8 never uses ASCII bytes
+    // inside a multi-byte character, so copying the other bytes keeps the text valid.
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut pending_blank = false;
+    for line in raw.lines() {
+        let line_start = out.len();
+        if line_start > 0 {
+            out.extend_from_slice(if pending_blank { b"\n\n" } else { b"\n" });
+        }
+        let content_start = out.len();
+        let mut last_space = true;
+        for &b in line.as_bytes() {
+            match b {
+                b' ' | b'\t' => {
+                    if !last_space {
+                        out.push(b' ');
+                    }
+                    last_space = true;
+                }
+                b'.' | b',' => {
+                    if out.len() > content_start && out.last() == Some(&b' ') {
+                        out.pop();
+                    }
+                    out.push(b);
+                    last_space = false;
+                }
+                _ => {
+                    out.push(b);
+                    last_space = false;
+                }
+            }
+        }
+        while out.len() > content_start && out.last() == Some(&b' ') {
+            out.pop();
+        }
+        if out.len() == content_start {
+            out.truncate(line_start);
+            pending_blank = line_start > 0;
+        } else {
+            pending_blank = false;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+// ---------------------------------------------------------------- HTML
+
+pub fn escape_html(s: &str, out: &mut String) {
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        out.push_str(entity);
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+}
+
+/// One line of text as HTML: escaped, with web addresses as links.
+fn line_html(line: &str, out: &mut String) {
+    let mut rest = line;
+    while let Some(start) = find_url(rest) {
+        escape_html(&rest[..start], out);
+        let tail = &rest[start..];
+        let mut end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        // Sentence punctuation after an address is not part of it.
+        while end > 0 && tail[..end].ends_with(['.', ',', ')', '!', '?', ';', ':']) {
+            end -= 1;
+        }
+        let url = &tail[..end];
+        let href = if url.starts_with("www.") { format!("https://{url}") } else { url.to_string() };
+        out.push_str("<a href=\"");
+        escape_html(&href, out);
+        out.push_str("\">");
+        escape_html(url, out);
+        out.push_str("</a>");
+        rest = &tail[end..];
+        if end == 0 {
+            // Defensive: never loop on an empty match.
+            escape_html(rest, out);
+            return;
+        }
+    }
+    escape_html(rest, out);
+}
+
+fn find_url(s: &str) -> Option<usize> {
+    // One pass over the bytes: this runs on every line of every email.
+    let bytes = s.as_bytes();
+    (0..bytes.len()).find(|&i| {
+        let rest = &bytes[i..];
+        (rest.starts_with(b"https://") || rest.starts_with(b"http://") || rest.starts_with(b"www."))
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'/' || bytes[i - 1] == b'.'))
+    })
+}
+
+/// The text part as HTML paragraphs (blank line = new paragraph, line break = `<br>`).
+pub fn paragraphs(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut html = String::with_capacity(p.len() + 32);
+            html.push_str("<p>");
+            for (i, line) in p.lines().enumerate() {
+                if i > 0 {
+                    html.push_str("<br>\n");
+                }
+                line_html(line, &mut html);
+            }
+            html.push_str("</p>");
+            html
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- SMS
+
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
+¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+const GSM7_EXTENSION: &str = "^{}\\[~]|€\x0c";
+pub const SMS_LIMIT_GSM7: usize = 306;
+pub const SMS_LIMIT_UCS2: usize = 134;
+
+fn is_gsm_basic(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == ' ' || GSM7_BASIC.contains(c)
+}
+
+fn is_gsm_ext(c: char) -> bool {
+    GSM7_EXTENSION.contains(c)
+}
+
+/// (units used, limit) for 2 segments; same rules as the acceptance checker's `sms_size`.
+pub fn sms_units(text: &str) -> (usize, usize) {
+    if text.chars().all(|c| is_gsm_basic(c) || is_gsm_ext(c)) {
+        (text.chars().map(|c| if is_gsm_ext(c) { 2 } else { 1 }).sum(), SMS_LIMIT_GSM7)
+    } else {
+        (text.encode_utf16().count(), SMS_LIMIT_UCS2)
+    }
+}
+
+/// The SMS text in the GSM-7 alphabet: one "ë" in a name would switch the whole message to
+/// UCS-2 and cut the room from 306 to 134 units, so letters lose their accents instead.
+pub fn to_gsm7(text: &str) -> String {
+    if text.chars().all(|c| is_gsm_basic(c) || is_gsm_ext(c)) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_gsm_basic(c) || is_gsm_ext(c) {
+            out.push(c);
+            continue;
+        }
+        let s: &str = match c {
+            '‘' | '’' | '‚' | '′' | '`' | '´' => "'",
+            '“' | '”' | '„' | '″' | '«' | '»' => "\"",
+            '–' | '—' | '‐' | '‑' | '−' => "-",
+            '…' => "...",
+            '\u{a0}' | '\u{202f}' | '\u{2009}' | '\t' => " ",
+            '×' => "x",
+            'á' | 'â' | 'ã' | 'ā' | 'ą' => "a",
+            'Á' | 'À' | 'Â' | 'Ã' | 'Ā' | 'Ą' => "A",
+            'ë' | 'ê' | 'ē' | 'ę' | 'ě' => "e",
+            'Ë' | 'Ê' | 'È' | 'Ē' | 'Ę' | 'Ě' => "E",
+            'ï' | 'î' | 'í' | 'ī' | 'ı' => "i",
+            'Ï' | 'Î' | 'Í' | 'Ì' | 'Ī' | 'İ' => "I",
+            'ó' | 'ô' | 'õ' | 'ō' | 'ő' => "o",
+            'Ó' | 'Ô' | 'Õ' | 'Ò' | 'Ō' | 'Ő' => "O",
+            'ú' | 'û' | 'ū' | 'ů' | 'ű' => "u",
+            'Ú' | 'Û' | 'Ù' | 'Ū' | 'Ů' | 'Ű' => "U",
+            'ç' | 'ć' | 'č' => "c",
+            'Ć' | 'Č' => "C",
+            'ý' | 'ÿ' => "y",
+            'Ý' | 'Ÿ' => "Y",
+            'ś' | 'š' | 'ş' => "s",
+            'Ś' | 'Š' | 'Ş' => "S",
+            'ź' | 'ż' | 'ž' => "z",
+            'Ź' | 'Ż' | 'Ž' => "Z",
+            'ń' | 'ň' => "n",
+            'Ń' | 'Ň' => "N",
+            'ł' => "l",
+            'Ł' => "L",
+            'ř' => "r",
+            'Ř' => "R",
+            'đ' | 'ď' => "d",
+            'Đ' | 'Ď' => "D",
+            'ğ' => "g",
+            'Ğ' => "G",
+            'ť' => "t",
+            'Ť' => "T",
+            'œ' => "oe",
+            'Œ' => "OE",
+            'ĳ' => "ij",
+            'Ĳ' => "IJ",
+            _ => "?",
+        };
+        out.push_str(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_at_words() {
+        assert_eq!(truncate("Lumen Nova 14 laptop", 30), "Lumen Nova 14 laptop");
+        assert_eq!(truncate("Puzzel Nederland 1000 stukjes", 20), "Puzzel Nederland...");
+    }
+
+    #[test]
+    fn sms_units_like_checker() {
+        assert_eq!(sms_units("abc €"), (6, 306));
+        assert_eq!(sms_units("Zoë"), (3, 134));
+        assert_eq!(to_gsm7("Zoë’s – café"), "Zoe's - café");
+    }
+
+    #[test]
+    fn links_and_escapes() {
+        let p = paragraphs("Hoi <b>,\n\nZie https://lumen.nl/hulp.");
+        assert_eq!(p[0], "<p>Hoi &lt;b&gt;,</p>");
+        assert_eq!(p[1], "<p>Zie <a href=\"https://lumen.nl/hulp\">https://lumen.nl/hulp</a>.</p>");
+    }
+}
+
+#[cfg(test)]
+mod tidy_tests {
+    use super::tidy;
+
+    #[test]
+    fn tidies() {
+        assert_eq!(tidy("  Hoi  Daan ,\n\n\n\nJe  pakket .\n  \nDag\n"), "Hoi Daan,\n\nJe pakket.\n\nDag");
+        assert_eq!(tidy("\n\na\nb\n\n"), "a\nb");
+    }
+}
