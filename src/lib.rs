@@ -1,9 +1,11 @@
 //! belofte: holds every order against the delivery promise the shop made and tells the
 //! customer first when that promise is at risk or broken.
 
+pub mod channels;
 pub mod check;
 pub mod core;
 pub mod generate;
+pub mod kafka;
 pub mod render;
 pub mod settings;
 pub mod simulate;

@@ -8,8 +8,9 @@ use serde_json::value::RawValue;
 
 use super::domain::{Channel, Eta, Instant, Item, PickupPoint, Reason};
 
-/// One accepted event: who said it, when it happened, and what.
-#[derive(Debug, Clone, PartialEq)]
+/// One accepted event: who said it, when it happened, and what. Serialisable so that the
+/// daemon can keep parked events.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub id: String,
     pub source: String,
@@ -23,7 +24,8 @@ impl Event {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Fact {
     OrderPlaced(Box<OrderPlaced>),
     OrderCancelled { order_id: String, reason: Option<String> },
@@ -96,7 +98,7 @@ impl Fact {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderPlaced {
     pub order_id: String,
     pub brand: String,

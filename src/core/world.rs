@@ -105,6 +105,17 @@ pub struct World<'p> {
     dead: Vec<DeadLetter>,
     dirty: BTreeSet<String>,
     track_dirty: bool,
+    parked_added: Vec<(u128, Event, Instant)>,
+    parked_removed: Vec<u128>,
+}
+
+/// What changed among parked events since the last call: the daemon keeps them durable.
+#[derive(Debug, Default)]
+pub struct ParkedChanges {
+    /// Event key, event, expiry.
+    pub added: Vec<(u128, Event, Instant)>,
+    /// Event keys released or dead-lettered.
+    pub removed: Vec<u128>,
 }
 
 /// `ParkKey` with an order, for the expiry heap.
@@ -156,6 +167,8 @@ impl<'p> World<'p> {
             dead: Vec::new(),
             dirty: BTreeSet::new(),
             track_dirty: false,
+            parked_added: Vec::new(),
+            parked_removed: Vec::new(),
         }
     }
 
@@ -163,6 +176,29 @@ impl<'p> World<'p> {
     pub fn tracking_changes(mut self) -> Self {
         self.track_dirty = true;
         self
+    }
+
+    /// Parked events added and removed since the last call (only with `tracking_changes`).
+    pub fn take_parked_changes(&mut self) -> ParkedChanges {
+        ParkedChanges { added: std::mem::take(&mut self.parked_added), removed: std::mem::take(&mut self.parked_removed) }
+    }
+
+    /// Put back an event the daemon kept parked (start-up).
+    pub fn restore_parked(&mut self, event: Event, expires_at: Instant) {
+        let key = match event.fact.route() {
+            Route::Order(id) => ParkKey::Order(id.to_string()),
+            Route::Tracking(n) => ParkKey::Tracking(n.to_string()),
+            Route::Broadcast => return,
+        };
+        self.seen.insert(event_key(&event.source, &event.id));
+        self.seq += 1;
+        self.park_expiry.push(Reverse((expires_at, self.seq, ParkKeyOrd::from(&key))));
+        self.parked.entry(key).or_default().push(Parked { event, expires_at });
+    }
+
+    /// How many events wait for their order or parcel.
+    pub fn parked_count(&self) -> usize {
+        self.parked.values().map(Vec::len).sum()
     }
 
     fn touch(&mut self, id: &str) {
@@ -292,6 +328,9 @@ impl<'p> World<'p> {
 
     fn park(&mut self, key: ParkKey, event: Event, now: Instant) {
         let expires_at = now + Duration::hours(self.engine.policy().park_hours);
+        if self.track_dirty {
+            self.parked_added.push((event_key(&event.source, &event.id), event.clone(), expires_at));
+        }
         self.seq += 1;
         self.park_expiry.push(Reverse((expires_at, self.seq, ParkKeyOrd::from(&key))));
         self.parked.entry(key).or_default().push(Parked { event, expires_at });
@@ -300,6 +339,9 @@ impl<'p> World<'p> {
     /// What waited for this order or tracking number, applied now in the order it happened.
     fn release(&mut self, key: &ParkKey, now: Instant, out: &mut Vec<Decision>) {
         let Some(mut waiting) = self.parked.remove(key) else { return };
+        if self.track_dirty {
+            self.parked_removed.extend(waiting.iter().map(|p| event_key(&p.event.source, &p.event.id)));
+        }
         waiting.sort_by_key(|p| p.event.time);
         for p in waiting {
             // A parked event may be an order.placed's follower or a carrier event; route
@@ -343,6 +385,9 @@ impl<'p> World<'p> {
                         self.parked.remove(&key);
                     }
                     let hours = self.engine.policy().park_hours;
+                    if self.track_dirty {
+                        self.parked_removed.extend(expired.iter().map(|p| event_key(&p.event.source, &p.event.id)));
+                    }
                     for p in expired {
                         let reason = match &key {
                             ParkKey::Order(id) => format!("no order.placed for order {id:?} within {hours} h"),

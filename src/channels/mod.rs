@@ -1,0 +1,1 @@
+//! Delivery to customers and systems: email (SMTP | file | memory), SMS (Twilio | file | memory).
