@@ -74,7 +74,7 @@ pub fn lint(policy: &Policy, templates_dir: &Path) -> Vec<Problem> {
                         continue;
                     }
                     for (label, notice) in samples(kind, lang, &brand) {
-                        match templates.render_detailed(&notice, &brand, channel) {
+                        match templates.render_detailed(&notice, &brand, channel, true) {
                             Ok(r) => {
                                 let ctx = Ctx { templates: &templates, notice: &notice, brand: &brand, channel, label };
                                 check_message(&ctx, &r, &mut report);

@@ -34,9 +34,9 @@ enum Step {
     Placed,
     Picked,
     Packed,
-    Shipped { eta_days: i64 },
+    Shipped { eta_to: i64 },
     InTransit,
-    EtaUpdated { days: i64 },
+    EtaUpdated { eta_to: i64 },
     WarehouseDelayed { days: i64 },
     Backorder { days: i64 },
     OutForDelivery,
@@ -54,6 +54,26 @@ struct Planned {
 const BRANDS: [&str; 3] = ["lumen", "hofman", "pip"];
 const CARRIERS: [&str; 2] = ["postnl", "dhl"];
 const LOCALES: [&str; 3] = ["nl-NL", "nl-BE", "en-GB"];
+
+/// A delivery moment moved off Sunday, and the promise of its day (22:00 local), as
+/// Unix seconds: generated on-time orders keep the promise the engine would compute.
+fn delivery_day(t: i64) -> (i64, i64) {
+    use chrono::{Datelike, TimeZone, Weekday};
+    let Some(local) = chrono::DateTime::from_timestamp(t, 0).map(|d| d.with_timezone(&Amsterdam)) else {
+        return (t, t);
+    };
+    let (t, date) = if local.weekday() == Weekday::Sun {
+        (t + 86_400, local.date_naive().succ_opt().unwrap_or(local.date_naive()))
+    } else {
+        (t, local.date_naive())
+    };
+    let promise = date
+        .and_hms_opt(22, 0, 0)
+        .and_then(|n| Amsterdam.from_local_datetime(&n).earliest())
+        .map(|d| d.timestamp())
+        .unwrap_or(t);
+    (t.min(promise - 3600), promise)
+}
 
 /// Write about `events` events (one JSON object per line, in arrival order) to `out`.
 pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, seed: u64) -> std::io::Result<()> {
@@ -75,7 +95,8 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
         let trouble = rng.below(100) < delayed_percent as u64;
         let kind = rng.below(4);
         let mut ship = placed + 3 * 3600;
-        promises.push(ship + day + 3 * 3600 + 4 * 3600);
+        let (on_time, promise) = delivery_day(ship + day + 3 * 3600);
+        promises.push(promise);
         if trouble && kind == 1 {
             push(placed + 2 * 3600, Step::WarehouseDelayed { days: 2 });
             ship += 2 * day;
@@ -86,12 +107,13 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
         }
         push(ship - 2 * 3600, Step::Picked);
         push(ship - 3600, Step::Packed);
-        push(ship, Step::Shipped { eta_days: 1 });
+        let (mut deliver, expected) = if ship == placed + 3 * 3600 { (on_time, promise) } else { delivery_day(ship + day + 3 * 3600) };
+        push(ship, Step::Shipped { eta_to: expected - 3600 });
         push(ship + 10 * 3600, Step::InTransit);
-        let mut deliver = ship + day + 3 * 3600;
         if trouble && kind == 0 {
-            push(ship + 11 * 3600, Step::EtaUpdated { days: 3 });
-            deliver += 2 * day;
+            let (later, later_promise) = delivery_day(deliver + 2 * day);
+            push(ship + 11 * 3600, Step::EtaUpdated { eta_to: later_promise - 3600 });
+            deliver = later;
         }
         if trouble && kind == 3 {
             push(deliver - 3600, Step::OutForDelivery);
@@ -101,7 +123,7 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
         push(deliver - 1800, Step::OutForDelivery);
         push(deliver, Step::Delivered);
     }
-    // A carrier incident every ~100k events.
+    // A regional carrier incident every ~100k events.
     let incidents = (events / 100_000).max(1);
     for i in 0..incidents {
         let at = start + (i as i64 + 1) * (14 * 24 * 3600) / (incidents as i64 + 1);
@@ -136,14 +158,14 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
             ),
             Step::Picked => ("warehouse.picked", "/warehouse/tilburg", order_id.clone(), format!(r#"{{"order_id":"{order_id}"}}"#)),
             Step::Packed => ("warehouse.packed", "/warehouse/tilburg", order_id.clone(), format!(r#"{{"order_id":"{order_id}"}}"#)),
-            Step::Shipped { eta_days } => (
+            Step::Shipped { eta_to } => (
                 "warehouse.shipped",
                 "/warehouse/tilburg",
                 order_id.clone(),
                 format!(
                     r#"{{"order_id":"{order_id}","carrier":"{carrier}","tracking_number":"{tracking}","eta":{{"from":"{}","to":"{}"}}}}"#,
-                    fmt(p.at + eta_days * 86400 - 4 * 3600),
-                    fmt(p.at + eta_days * 86400)
+                    fmt(eta_to - 8 * 3600),
+                    fmt(eta_to)
                 ),
             ),
             Step::InTransit => (
@@ -152,14 +174,14 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
                 tracking.clone(),
                 format!(r#"{{"tracking_number":"{tracking}"}}"#),
             ),
-            Step::EtaUpdated { days } => (
+            Step::EtaUpdated { eta_to } => (
                 "carrier.eta_updated",
                 "/carrier",
                 tracking.clone(),
                 format!(
                     r#"{{"tracking_number":"{tracking}","reason":"sorting_backlog","eta":{{"from":"{}","to":"{}"}}}}"#,
-                    fmt(p.at + days * 86400 - 4 * 3600),
-                    fmt(p.at + days * 86400)
+                    fmt(eta_to - 8 * 3600),
+                    fmt(eta_to)
                 ),
             ),
             Step::WarehouseDelayed { days } => (
@@ -210,7 +232,8 @@ pub fn write_stream(out: &mut impl Write, events: u64, delayed_percent: u32, see
                 carrier.to_string(),
                 format!(
                     r#"{{"carrier":"{carrier}","reason":"weather","expected_delay_hours":24,"postal_code_prefixes":["{}"]}}"#,
-                    1 + o % 9
+                    // One region (two-digit postal area) per storm.
+                    10 + o % 90
                 ),
             ),
         };

@@ -4,8 +4,11 @@
 pub mod channels;
 pub mod check;
 pub mod core;
+pub mod daemon;
+pub mod demo;
 pub mod generate;
 pub mod kafka;
 pub mod render;
 pub mod settings;
 pub mod simulate;
+pub mod store;

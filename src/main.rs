@@ -46,6 +46,28 @@ enum Command {
         #[arg(long)]
         templates: Option<PathBuf>,
     },
+    /// Run the daemon: consume Kafka, keep state, deliver email, SMS and action events.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Show the product working with nothing installed: an embedded broker, the daemon, the
+    /// stories of the scenarios played in fast motion, email and SMS captured to files.
+    Demo {
+        /// Where the database, the .eml files and sms.jsonl go (default: a new temporary folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Folder of scenario stories (NAME.jsonl); default: tests/scenarios of the source tree.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Virtual seconds per real second.
+        #[arg(long, default_value_t = 20_000.0)]
+        speed: f64,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Write a synthetic event stream (for benchmarks and load tests) to stdout.
     Generate {
         /// How many events, about.
@@ -128,6 +150,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("check: {} problem(s)", problems.len());
                 Ok(ExitCode::from(1))
             }
+        }
+        Command::Run { config, templates: templates_flag } => {
+            let (settings, templates) = load(config.as_deref(), templates_flag.as_deref())?;
+            let cfg = belofte::daemon::DaemonConfig::from_settings(&settings)?;
+            belofte::daemon::init_logging(&cfg.log);
+            let problems = belofte::check::lint(&settings.policy, &settings::templates_dir(templates_flag.as_deref(), &settings.dir));
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                anyhow::bail!("{} template problem(s): fix them (belofte check) before starting", problems.len());
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let running = belofte::daemon::Running::start(settings, templates, cfg, Default::default()).await?;
+                running.until_signal().await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { out, scenarios, speed, config } => {
+            let (settings, templates) = load(config.as_deref(), None)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(belofte::demo::run(settings, templates, out, scenarios, speed))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Generate { events, delayed_percent, seed } => {
             let stdout = std::io::stdout();

@@ -53,7 +53,7 @@ impl<'a> Simulation<'a> {
         let mut clock: Option<Instant> = None;
         let emit = |decisions: Vec<Decision>, summary: &mut Summary, out: &mut dyn Write, err: &mut dyn Write| {
             for d in decisions {
-                match render_line(self.policy, self.templates, &d) {
+                match render_line(self.policy, self.templates, &d, false) {
                     Ok(line) => {
                         serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::other)?;
                         out.write_all(b"\n")?;

@@ -117,6 +117,10 @@ pub struct OrderState {
     pub next_attempt_at: Option<Instant>,
     pub pickup_point: Option<PickupPoint>,
     pub notices_sent: u32,
+    /// Notices decided so far (with or without a customer channel): numbers each one so
+    /// its outbox rows get a stable, unique key.
+    #[serde(default)]
+    pub notices_decided: u32,
     /// Customer notices per local day, for the daily cap (only recent days are kept).
     pub notices_by_day: Vec<(NaiveDate, u32)>,
     pub timers: Timers,
@@ -152,7 +156,22 @@ pub struct Decision {
     pub next_update_at: Option<Instant>,
     pub compensation_eur: Option<u32>,
     pub cause: String,
+    /// The order's notice number this decision belongs to (email, SMS and events of one
+    /// notice share it).
+    pub seq: u32,
     pub payload: Payload,
+}
+
+impl Decision {
+    /// The idempotency key of the outbox row: order, kind, new promise date (or cause),
+    /// channel, and the notice number. A replay decides the same notice with the same key.
+    pub fn notification_key(&self) -> String {
+        let what = match self.promise.new {
+            Some(t) => t.format("%Y-%m-%dT%H:%MZ").to_string(),
+            None => self.cause.clone(),
+        };
+        format!("{}/{}/{}/{}/{}", self.order_id, self.kind, what, self.channel, self.seq)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,6 +249,7 @@ impl OrderState {
             next_attempt_at: None,
             pickup_point: None,
             notices_sent: 0,
+            notices_decided: 0,
             notices_by_day: Vec::new(),
             timers: Timers {
                 ship_by: (ship_by > order.placed_at).then_some(ship_by),
@@ -475,11 +495,11 @@ impl<'p> Engine<'p> {
                 return;
             }
         };
-        self.consider(state, trigger, event.id.clone(), now, true);
+        self.consider(state, trigger, &event.id, now, true);
     }
 
     /// Schedule a notice if the state now calls for one (or keep the pending one, updated).
-    fn consider(&self, state: &mut OrderState, trigger: Trigger, cause: String, now: Instant, coalesce: bool) {
+    fn consider(&self, state: &mut OrderState, trigger: Trigger, cause: &str, now: Instant, coalesce: bool) {
         let wants = match trigger {
             Trigger::DeliveryFailed | Trigger::UpdateDue | Trigger::Followup | Trigger::ShipByPassed => true,
             _ => match self.assess(state) {
@@ -498,14 +518,14 @@ impl<'p> Engine<'p> {
                 // turn it into a delay message; and a timer does not overrule a fact.
                 if from_fact && p.trigger != Trigger::DeliveryFailed {
                     p.trigger = trigger;
-                    p.cause = cause;
+                    cause.clone_into(&mut p.cause);
                 } else if trigger == Trigger::DeliveryFailed {
-                    p.cause = cause;
+                    cause.clone_into(&mut p.cause);
                 }
             }
             None if wants => {
                 let window = if coalesce { Duration::seconds(self.policy.coalesce_seconds) } else { Duration::zero() };
-                state.pending = Some(Pending { due: now + window, trigger, cause });
+                state.pending = Some(Pending { due: now + window, trigger, cause: cause.to_string() });
             }
             None => {}
         }
@@ -557,7 +577,7 @@ impl<'p> Engine<'p> {
         if state.timers.ship_by == Some(due) {
             state.timers.ship_by = None;
             if state.status == Status::Open && state.told.is_none() {
-                self.consider(state, Trigger::ShipByPassed, "timer:ship_by".into(), at, false);
+                self.consider(state, Trigger::ShipByPassed, "timer:ship_by", at, false);
             }
             return;
         }
@@ -574,18 +594,18 @@ impl<'p> Engine<'p> {
                 };
                 state.estimate = estimate;
                 state.estimate_at = Some(at);
-                self.consider(state, Trigger::PromisePassed, "timer:promise_passed".into(), at, false);
+                self.consider(state, Trigger::PromisePassed, "timer:promise_passed", at, false);
             }
             return;
         }
         if state.timers.next_update == Some(due) {
             state.timers.next_update = None;
-            self.consider(state, Trigger::UpdateDue, "timer:next_update".into(), at, false);
+            self.consider(state, Trigger::UpdateDue, "timer:next_update", at, false);
             return;
         }
         if state.timers.followup == Some(due) {
             state.timers.followup = None;
-            self.consider(state, Trigger::Followup, "timer:followup".into(), at, false);
+            self.consider(state, Trigger::Followup, "timer:followup", at, false);
             return;
         }
         // Nothing matched exactly (cannot happen); clear to guarantee progress.
@@ -759,6 +779,8 @@ impl<'p> Engine<'p> {
             failed_attempts: state.failed_deliveries,
             decided_at: now,
         };
+        state.notices_decided += 1;
+        let seq = state.notices_decided;
         let (order_id, brand_id, locale) = (state.order_id.clone(), state.brand.clone(), state.locale.clone());
         let header = |kind: Kind, channel: Channel, to: Option<String>, compensation_eur: Option<u32>| Decision {
             order_id: order_id.clone(),
@@ -773,6 +795,7 @@ impl<'p> Engine<'p> {
             next_update_at,
             compensation_eur,
             cause: pending.cause.clone(),
+            seq,
             payload: Payload::Customer { notice: Box::new(notice.clone()) },
         };
 

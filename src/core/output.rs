@@ -45,7 +45,9 @@ pub fn local_rfc3339(tz: Tz, t: Instant) -> String {
     t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
-pub fn render_line(policy: &Policy, templates: &Templates, d: &Decision) -> Result<Line, RenderError> {
+/// The line for a decision; `with_html` adds the email's HTML part (the daemon sends it,
+/// `simulate` does not print it).
+pub fn render_line(policy: &Policy, templates: &Templates, d: &Decision, with_html: bool) -> Result<Line, RenderError> {
     let brand = policy.brands.get(&d.brand).ok_or_else(|| RenderError {
         template: "-".into(),
         message: format!("brand {:?} is not configured", d.brand),
@@ -54,7 +56,11 @@ pub fn render_line(policy: &Policy, templates: &Templates, d: &Decision) -> Resu
     let fmt = |t: Instant| local_rfc3339(tz, t);
     let (subject, text, html) = match (&d.payload, d.channel) {
         (Payload::Customer { notice }, Channel::Email | Channel::Sms) => {
-            let r = templates.render(notice, brand, d.channel)?;
+            let r = if with_html {
+                templates.render(notice, brand, d.channel)?
+            } else {
+                templates.render_text(notice, brand, d.channel)?
+            };
             (r.subject, Some(r.text), r.html)
         }
         _ => (None, None, None),

@@ -95,12 +95,15 @@ struct Parked {
 
 pub struct World<'p> {
     engine: Engine<'p>,
-    orders: Map<String, OrderState>,
-    tracking: Map<String, String>,
+    /// Orders in a slab; ids map to slots, so the wake-up heap and the tracking index hold
+    /// small integers instead of copies of the id.
+    orders: Vec<OrderState>,
+    index: Map<String, u32>,
+    tracking: Map<String, u32>,
     seen: HashSet<u128, BuildHasherDefault<FxHasher>>,
     parked: Map<ParkKey, Vec<Parked>>,
     park_expiry: BinaryHeap<Reverse<(Instant, u64, ParkKeyOrd)>>,
-    wakeups: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    wakeups: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     seq: u64,
     dead: Vec<DeadLetter>,
     dirty: BTreeSet<String>,
@@ -157,7 +160,8 @@ impl<'p> World<'p> {
     pub fn new(policy: &'p Policy) -> Self {
         World {
             engine: Engine::new(policy),
-            orders: Map::default(),
+            orders: Vec::new(),
+            index: Map::default(),
             tracking: Map::default(),
             seen: HashSet::default(),
             parked: Map::default(),
@@ -201,14 +205,16 @@ impl<'p> World<'p> {
         self.parked.values().map(Vec::len).sum()
     }
 
-    fn touch(&mut self, id: &str) {
+    fn touch(&mut self, slot: u32) {
         if self.track_dirty {
-            self.dirty.insert(id.to_string());
+            if let Some(o) = self.orders.get(slot as usize) {
+                self.dirty.insert(o.order_id.clone());
+            }
         }
     }
 
     pub fn order(&self, id: &str) -> Option<&OrderState> {
-        self.orders.get(id)
+        self.index.get(id).map(|&i| &self.orders[i as usize])
     }
 
     pub fn order_count(&self) -> usize {
@@ -217,17 +223,33 @@ impl<'p> World<'p> {
 
     /// Restore an order the daemon kept (start-up), with its wake-up.
     pub fn restore(&mut self, state: OrderState) {
-        if let Some(t) = &state.tracking_number {
-            self.tracking.insert(t.clone(), state.order_id.clone());
+        let slot = self.insert(state);
+        if let Some(t) = self.orders[slot as usize].tracking_number.clone() {
+            self.tracking.insert(t, slot);
         }
-        let id = state.order_id.clone();
-        self.orders.insert(id.clone(), state);
-        self.schedule(&id, None);
+        self.schedule(slot, None);
+    }
+
+    fn insert(&mut self, state: OrderState) -> u32 {
+        let slot = self.orders.len() as u32;
+        self.index.insert(state.order_id.clone(), slot);
+        self.orders.push(state);
+        slot
+    }
+
+    /// Every order, for a daemon that writes them all (tests, snapshots).
+    pub fn orders(&self) -> impl Iterator<Item = &OrderState> {
+        self.orders.iter()
     }
 
     /// Mark an event id as seen without applying it (the daemon restores its log).
     pub fn remember(&mut self, source: &str, id: &str) {
         self.seen.insert(event_key(source, id));
+    }
+
+    /// Mark an event key as seen (the daemon restores its log of keys).
+    pub fn remember_key(&mut self, key: u128) {
+        self.seen.insert(key);
     }
 
     /// Events given up on since the last call.
@@ -255,7 +277,7 @@ impl<'p> World<'p> {
             return Ok((Outcome::Duplicate, Vec::new()));
         }
         let mut out = Vec::new();
-        let outcome = self.route(event.clone(), now, &mut out)?;
+        let outcome = self.route(event, now, &mut out)?;
         self.seen.insert(key);
         Ok((outcome, out))
     }
@@ -263,30 +285,32 @@ impl<'p> World<'p> {
     fn route(&mut self, event: Event, now: Instant, out: &mut Vec<Decision>) -> Result<Outcome, Rejection> {
         match event.fact.route() {
             Route::Order(id) => {
+                let slot = self.index.get(id).copied();
                 if let Fact::OrderPlaced(placed) = &event.fact {
-                    if self.orders.contains_key(id) {
+                    if slot.is_some() {
                         return Ok(Outcome::Ignored);
                     }
                     let state = OrderState::place(self.engine.policy(), placed)?;
-                    let id = id.to_string();
-                    self.orders.insert(id.clone(), state);
-                    self.touch(&id);
-                    self.schedule(&id, None);
-                    self.release(&ParkKey::Order(id), now, out);
+                    let slot = self.insert(state);
+                    self.touch(slot);
+                    self.schedule(slot, None);
+                    self.release(&ParkKey::Order(placed.order_id.clone()), now, out);
                     return Ok(Outcome::Applied(1));
                 }
-                if self.orders.contains_key(id) {
-                    let id = id.to_string();
-                    self.apply_to(&id, &event, now, out);
-                    Ok(Outcome::Applied(1))
-                } else {
-                    self.park(ParkKey::Order(id.to_string()), event, now);
-                    Ok(Outcome::Parked)
+                match slot {
+                    Some(slot) => {
+                        self.apply_to(slot, &event, now, out);
+                        Ok(Outcome::Applied(1))
+                    }
+                    None => {
+                        self.park(ParkKey::Order(id.to_string()), event, now);
+                        Ok(Outcome::Parked)
+                    }
                 }
             }
-            Route::Tracking(number) => match self.tracking.get(number).cloned() {
-                Some(id) => {
-                    self.apply_to(&id, &event, now, out);
+            Route::Tracking(number) => match self.tracking.get(number).copied() {
+                Some(slot) => {
+                    self.apply_to(slot, &event, now, out);
                     Ok(Outcome::Applied(1))
                 }
                 None => {
@@ -296,32 +320,34 @@ impl<'p> World<'p> {
             },
             Route::Broadcast => {
                 let policy = self.engine.policy();
-                let mut covered: Vec<String> = self
+                let mut covered: Vec<(&str, u32)> = self
                     .orders
-                    .values()
-                    .filter(|o| o.covered_by(policy, &event.fact))
-                    .map(|o| o.order_id.clone())
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| o.covered_by(policy, &event.fact))
+                    .map(|(i, o)| (o.order_id.as_str(), i as u32))
                     .collect();
                 covered.sort_unstable();
-                for id in &covered {
-                    self.apply_to(id, &event, now, out);
+                let slots: Vec<u32> = covered.into_iter().map(|(_, i)| i).collect();
+                for &slot in &slots {
+                    self.apply_to(slot, &event, now, out);
                 }
-                Ok(Outcome::Applied(covered.len()))
+                Ok(Outcome::Applied(slots.len()))
             }
         }
     }
 
-    fn apply_to(&mut self, id: &str, event: &Event, now: Instant, out: &mut Vec<Decision>) {
-        let Some(state) = self.orders.get_mut(id) else { return };
+    fn apply_to(&mut self, slot: u32, event: &Event, now: Instant, out: &mut Vec<Decision>) {
+        let Some(state) = self.orders.get_mut(slot as usize) else { return };
         let had_tracking = state.tracking_number.is_some();
         let wake_before = state.next_wakeup();
         self.engine.apply(state, event, now);
         out.extend(self.engine.tick(state, now));
         let new_tracking = if had_tracking { None } else { state.tracking_number.clone() };
-        self.touch(id);
-        self.schedule(id, wake_before);
+        self.touch(slot);
+        self.schedule(slot, wake_before);
         if let Some(number) = new_tracking {
-            self.tracking.insert(number.clone(), id.to_string());
+            self.tracking.insert(number.clone(), slot);
             self.release(&ParkKey::Tracking(number), now, out);
         }
     }
@@ -353,10 +379,10 @@ impl<'p> World<'p> {
     }
 
     /// Put the order's next wake-up on the heap, unless it is the one already there.
-    fn schedule(&mut self, id: &str, already: Option<Instant>) {
-        if let Some(t) = self.orders.get(id).and_then(OrderState::next_wakeup).filter(|t| Some(*t) != already) {
+    fn schedule(&mut self, slot: u32, already: Option<Instant>) {
+        if let Some(t) = self.orders.get(slot as usize).and_then(OrderState::next_wakeup).filter(|t| Some(*t) != already) {
             self.seq += 1;
-            self.wakeups.push(Reverse((t, self.seq, id.to_string())));
+            self.wakeups.push(Reverse((t, self.seq, slot)));
         }
     }
 
@@ -366,15 +392,15 @@ impl<'p> World<'p> {
         while let Some(t) = self.next_due().filter(|t| *t <= until) {
             let wake_first = self.wakeups.peek().is_some_and(|Reverse((w, _, _))| *w == t);
             if wake_first {
-                let Some(Reverse((_, _, id))) = self.wakeups.pop() else { break };
-                let Some(state) = self.orders.get_mut(&id) else { continue };
+                let Some(Reverse((_, _, slot))) = self.wakeups.pop() else { break };
+                let Some(state) = self.orders.get_mut(slot as usize) else { continue };
                 // Stale heap entries (the wake-up moved) are skipped.
                 if state.next_wakeup() != Some(t) {
                     continue;
                 }
                 out.extend(self.engine.tick(state, t));
-                self.touch(&id);
-                self.schedule(&id, None);
+                self.touch(slot);
+                self.schedule(slot, None);
             } else {
                 let Some(Reverse((_, _, key))) = self.park_expiry.pop() else { break };
                 let key = ParkKey::from(&key);

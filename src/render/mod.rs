@@ -252,7 +252,13 @@ impl Templates {
     }
 
     pub fn render(&self, notice: &Notice, brand: &Brand, channel: Channel) -> Result<Rendered, RenderError> {
-        self.render_detailed(notice, brand, channel).map_err(RenderError::from)
+        self.render_detailed(notice, brand, channel, true).map_err(RenderError::from)
+    }
+
+    /// Subject and text only, without the email's HTML part: `simulate` prints no HTML and
+    /// the layout is a third of an email's rendering time.
+    pub fn render_text(&self, notice: &Notice, brand: &Brand, channel: Channel) -> Result<Rendered, RenderError> {
+        self.render_detailed(notice, brand, channel, false).map_err(RenderError::from)
     }
 
     /// The registered name (`KIND/LANG/FILE`) of one part, if the folder has it.
@@ -260,7 +266,13 @@ impl Templates {
         self.parts.get(&(kind, lang, part)).map(String::as_str)
     }
 
-    pub(crate) fn render_detailed(&self, notice: &Notice, brand: &Brand, channel: Channel) -> Result<Rendered, Failure> {
+    pub(crate) fn render_detailed(
+        &self,
+        notice: &Notice,
+        brand: &Brand,
+        channel: Channel,
+        with_html: bool,
+    ) -> Result<Rendered, Failure> {
         let lang = notice.lang;
         let ctx = Context::from(context(notice, brand));
         let part = |part: Part| -> Result<String, Failure> {
@@ -277,8 +289,8 @@ impl Templates {
             Channel::Email => {
                 let subject = words::tidy(&part(Part::EmailSubject)?).lines().collect::<Vec<_>>().join(" ");
                 let text = words::tidy(&part(Part::EmailText)?);
-                let html = self.html_part(lang, brand, &subject, &text)?;
-                Ok(Rendered { subject: Some(subject), text, html: Some(html) })
+                let html = if with_html { Some(self.html_part(lang, brand, &subject, &text)?) } else { None };
+                Ok(Rendered { subject: Some(subject), text, html })
             }
             Channel::Sms => {
                 let text = words::to_gsm7(&words::tidy(&part(Part::SmsText)?));

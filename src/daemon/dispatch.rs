@@ -1,0 +1,260 @@
+//! Draining the outbox: one worker per channel claims due rows, delivers them concurrently
+//! and settles each attempt. Transient failures back off exponentially with jitter;
+//! permanent ones are recorded (an invalid or opted-out number is remembered and not tried
+//! again); an unknown end is looked up (SMS) or resent with the same Message-ID (email)
+//! before anything else; refused credentials pause the channel instead of burning the queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::channels::{EmailBackend, OutgoingEmail, OutgoingSms, SendOutcome, SmsBackend};
+use crate::core::domain::Instant;
+use crate::core::output::Line;
+use crate::generate::Rng;
+use crate::kafka::Producers;
+use crate::store::{Claimed, Settle, Store};
+
+use super::config::DispatchConfig;
+use super::Shared;
+
+/// Twilio errors that mean "this number will never work": remembered for the customer.
+const SUPPRESS_TWILIO: [u32; 4] = [21211, 21610, 21614, 21612];
+/// Twilio errors about our own sender or Messaging Service: every message would fail the
+/// same way, so the channel pauses like on refused credentials.
+const SENDER_BROKEN_TWILIO: [u32; 5] = [21212, 21606, 21703, 21704, 21705];
+
+pub struct Dispatcher {
+    pub shared: Arc<Shared>,
+    pub store: Arc<Store>,
+    pub email: EmailBackend,
+    pub sms: SmsBackend,
+    pub producers: Arc<Producers>,
+    pub cfg: DispatchConfig,
+    paused: Mutex<HashMap<&'static str, Instant>>,
+    rng: Mutex<Rng>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        shared: Arc<Shared>,
+        store: Arc<Store>,
+        email: EmailBackend,
+        sms: SmsBackend,
+        producers: Arc<Producers>,
+        cfg: DispatchConfig,
+    ) -> Dispatcher {
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
+        Dispatcher { shared, store, email, sms, producers, cfg, paused: Mutex::new(HashMap::new()), rng: Mutex::new(Rng::new(seed)) }
+    }
+
+    fn paused_until(&self, channel: &'static str) -> Option<Instant> {
+        let now = self.shared.clock.now();
+        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        match p.get(channel) {
+            Some(t) if *t > now => Some(*t),
+            Some(_) => {
+                p.remove(channel);
+                self.shared.metrics.set("belofte_channel_paused", &[("channel", channel)], 0.0);
+                tracing::info!(channel, "channel resumes after its pause");
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn pause(&self, channel: &'static str, why: &str) -> Instant {
+        let until = self.shared.clock.now() + chrono::Duration::seconds(self.cfg.auth_pause_secs as i64);
+        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        if p.insert(channel, until).is_none() {
+            // An operator must act (rotate credentials): this is the alert.
+            tracing::error!(channel, reason = why, pause_secs = self.cfg.auth_pause_secs, "ALERT: credentials refused; channel paused, messages stay queued");
+        }
+        self.shared.metrics.set("belofte_channel_paused", &[("channel", channel)], 1.0);
+        until
+    }
+
+    /// `base · 2^attempts`, capped, times a jitter in [0.5, 1).
+    fn backoff(&self, attempts: i64) -> chrono::Duration {
+        let exp = self.cfg.backoff_base_ms.saturating_mul(1u64 << attempts.clamp(0, 30));
+        let capped = exp.min(self.cfg.backoff_cap_ms) as f64;
+        let jitter = {
+            let mut r = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            0.5 + (r.below(1000) as f64) / 2000.0
+        };
+        chrono::Duration::milliseconds((capped * jitter) as i64)
+    }
+
+    /// The worker of one channel, until shutdown. In-flight sends finish before it returns.
+    pub async fn run(self: Arc<Self>, channel: &'static str, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
+        let poll = self.shared.clock.real(Duration::from_millis(self.cfg.poll_ms)).max(Duration::from_millis(5));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if let Some(until) = self.paused_until(channel) {
+                let wait = self.shared.clock.until(until).min(Duration::from_secs(5));
+                tokio::select! { _ = shutdown.changed() => {}, _ = tokio::time::sleep(wait) => {} }
+                continue;
+            }
+            let now = self.shared.clock.now();
+            let rows = match self.store.claim(channel, now, self.cfg.batch).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, "cannot claim outbox rows");
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                tokio::select! {
+                    _ = shutdown.changed() => {},
+                    _ = wake.notified() => {},
+                    _ = tokio::time::sleep(poll) => {},
+                }
+                continue;
+            }
+            let mut sends = JoinSet::new();
+            for row in rows {
+                let me = Arc::clone(&self);
+                sends.spawn(async move { me.deliver(channel, row).await });
+            }
+            while sends.join_next().await.is_some() {}
+        }
+        self.update_depth().await;
+    }
+
+    async fn update_depth(&self) {
+        if let Ok(counts) = self.store.outbox_counts().await {
+            self.shared.metrics.reset("belofte_outbox_depth");
+            for (channel, status, n) in counts {
+                self.shared.metrics.set("belofte_outbox_depth", &[("channel", &channel), ("status", &status)], n as f64);
+            }
+        }
+    }
+
+    async fn deliver(&self, channel: &'static str, row: Claimed) {
+        let started = std::time::Instant::now();
+        let (outcome, label) = self.attempt(channel, &row).await;
+        let now = self.shared.clock.now();
+        let settle = match outcome {
+            Attempt::Done(s) => s,
+            Attempt::Provider(o) => match o {
+                SendOutcome::Sent { provider_id } => Settle::Sent { provider_id },
+                SendOutcome::Transient(error) => {
+                    if row.attempts + 1 >= self.cfg.max_attempts {
+                        Settle::Failed { error: format!("gave up after {} attempts: {error}", row.attempts + 1), suppress: false }
+                    } else {
+                        Settle::Retry { error, at: now + self.backoff(row.attempts) }
+                    }
+                }
+                SendOutcome::Permanent(error) => {
+                    let code = SendOutcome::Permanent(error.clone()).provider_code();
+                    if channel == "sms" && code.is_some_and(|c| SENDER_BROKEN_TWILIO.contains(&c)) {
+                        let until = self.pause(channel, &error);
+                        Settle::Release { at: until }
+                    } else {
+                        let suppress = channel == "sms" && code.is_some_and(|c| SUPPRESS_TWILIO.contains(&c));
+                        Settle::Failed { error, suppress }
+                    }
+                }
+                SendOutcome::Unknown(error) => {
+                    Settle::Unknown { error, at: now + chrono::Duration::seconds(self.cfg.unknown_recheck_secs as i64) }
+                }
+                SendOutcome::AuthFailed(error) => {
+                    let until = self.pause(channel, &error);
+                    Settle::Release { at: until }
+                }
+            },
+        };
+        self.shared.metrics.inc("belofte_sends_total", &[("channel", channel), ("result", label)]);
+        self.shared.metrics.observe("belofte_send_seconds", &[("channel", channel)], started.elapsed().as_secs_f64());
+        match &settle {
+            Settle::Sent { .. } => tracing::info!(channel, key = %row.notification_key, "delivered"),
+            Settle::Failed { error, .. } => tracing::warn!(channel, key = %row.notification_key, %error, "delivery failed for good"),
+            Settle::Retry { error, .. } | Settle::Unknown { error, .. } => {
+                tracing::info!(channel, key = %row.notification_key, %error, "delivery will be retried")
+            }
+            Settle::Release { .. } => {}
+        }
+        if let Err(e) = self.store.settle(&row, &settle, now).await {
+            // The row stays `sending`; the next start-up marks it unknown and resolves it.
+            tracing::error!(key = %row.notification_key, error = %e, "cannot record a delivery attempt");
+        }
+    }
+
+    async fn attempt(&self, channel: &'static str, row: &Claimed) -> (Attempt, &'static str) {
+        let policy = &self.shared.settings.policy;
+        match channel {
+            "event" => {
+                let out = match self.producers.action(&row.order_id, row.line.as_bytes(), &row.notification_key).await {
+                    Ok(()) => SendOutcome::Sent { provider_id: None },
+                    Err(e) => SendOutcome::Transient(e.to_string()),
+                };
+                let label = out.label();
+                (Attempt::Provider(out), label)
+            }
+            _ => {
+                let line: Line = match serde_json::from_str(&row.line) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        return (Attempt::Done(Settle::Failed { error: format!("unreadable outbox line: {e}"), suppress: false }), "permanent")
+                    }
+                };
+                let Some(brand) = policy.brands.get(&line.brand) else {
+                    return (Attempt::Done(Settle::Failed { error: format!("brand {:?} is not configured", line.brand), suppress: false }), "permanent");
+                };
+                let to = row.recipient.clone().unwrap_or_default();
+                if let Ok(Some(reason)) = self.store.suppressed(channel, &to).await {
+                    return (Attempt::Done(Settle::Failed { error: format!("recipient suppressed earlier: {reason}"), suppress: false }), "suppressed");
+                }
+                if channel == "email" {
+                    let m = OutgoingEmail {
+                        key: row.notification_key.clone(),
+                        from: brand.email_from.clone(),
+                        to,
+                        subject: line.subject.clone().unwrap_or_default(),
+                        text: line.text.clone().unwrap_or_default(),
+                        html: line.html.clone(),
+                    };
+                    // An unknown earlier end is resent as is: the Message-ID is the same, so
+                    // the receiving side (and e.g. Gmail) keeps one copy.
+                    let out = self.email.send(&m).await;
+                    let label = out.label();
+                    (Attempt::Provider(out), label)
+                } else {
+                    let m = OutgoingSms {
+                        key: row.notification_key.clone(),
+                        from: brand.sms_from.clone(),
+                        to,
+                        text: line.text.clone().unwrap_or_default(),
+                    };
+                    if row.unknown {
+                        let since = self.shared.clock.now() - chrono::Duration::days(2);
+                        match self.sms.lookup(&m, since).await {
+                            Ok(Some(sid)) => {
+                                return (Attempt::Provider(SendOutcome::Sent { provider_id: Some(sid) }), "sent");
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                let out = SendOutcome::Unknown(format!("look-up failed: {e}"));
+                                return (Attempt::Provider(out), "unknown");
+                            }
+                        }
+                    }
+                    let out = self.sms.send(&m).await;
+                    let label = out.label();
+                    (Attempt::Provider(out), label)
+                }
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Provider(SendOutcome),
+    Done(Settle),
+}

@@ -1,0 +1,90 @@
+//! `/healthz` (the process answers), `/readyz` (broker, database and dispatcher usable),
+//! `/metrics` (Prometheus text).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::watch;
+
+use super::Shared;
+use crate::kafka::Ingest;
+use crate::store::Store;
+
+#[derive(Clone)]
+struct App {
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
+    store: Arc<Store>,
+    shutdown: watch::Receiver<bool>,
+}
+
+pub async fn serve(
+    listen: &str,
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
+    store: Arc<Store>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = App { shared, ingest, store, shutdown: shutdown.clone() };
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(app);
+    let mut stop = shutdown;
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "http server stopped");
+        }
+    });
+    Ok((addr, handle))
+}
+
+async fn readiness(app: &App) -> Vec<&'static str> {
+    let mut problems = Vec::new();
+    if *app.shutdown.borrow() {
+        problems.push("shutting down");
+    }
+    if !app.ingest.is_healthy() {
+        problems.push("kafka broker unreachable");
+    }
+    if !app.store.ping().await {
+        problems.push("database unreachable");
+    }
+    problems
+}
+
+async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    let problems = readiness(&app).await;
+    app.shared.metrics.set("belofte_ready", &[], if problems.is_empty() { 1.0 } else { 0.0 });
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join(", ")))
+    }
+}
+
+async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    app.shared.metrics.set("belofte_consumer_lag", &[], app.ingest.lag() as f64);
+    let ready = readiness(&app).await.is_empty();
+    app.shared.metrics.set("belofte_ready", &[], if ready { 1.0 } else { 0.0 });
+    if let Ok(counts) = app.store.outbox_counts().await {
+        app.shared.metrics.reset("belofte_outbox_depth");
+        for (channel, status, n) in counts {
+            app.shared.metrics.set("belofte_outbox_depth", &[("channel", &channel), ("status", &status)], n as f64);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.shared.metrics.render())
+}

@@ -1,0 +1,139 @@
+//! Prometheus metrics, kept small and dependency-free: labelled counters, gauges and
+//! fixed-bucket histograms, rendered in the text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Latency buckets in seconds: from a fast commit to a slow provider.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, String), f64>>,
+    gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
+    histograms: Mutex<BTreeMap<(&'static str, String), Histogram>>,
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    ("belofte_events_total", "counter", "Events consumed, by CloudEvents type and outcome (applied, duplicate, parked, ignored, rejected)."),
+    ("belofte_dead_letters_total", "counter", "Events sent to the dead-letter topic, by why."),
+    ("belofte_messages_enqueued_total", "counter", "Messages decided and committed to the outbox, by channel and kind."),
+    ("belofte_sends_total", "counter", "Delivery attempts, by channel and result (sent, transient, permanent, unknown, auth_failed, suppressed)."),
+    ("belofte_consumer_lag", "gauge", "Messages behind the end of the assigned partitions."),
+    ("belofte_outbox_depth", "gauge", "Outbox rows by channel and status."),
+    ("belofte_orders", "gauge", "Orders held in memory."),
+    ("belofte_parked_events", "gauge", "Events waiting for their order or tracking number."),
+    ("belofte_channel_paused", "gauge", "1 while a channel is paused because its credentials were refused."),
+    ("belofte_ready", "gauge", "1 when the broker, the database and the dispatcher are usable."),
+    ("belofte_event_seconds", "histogram", "From receiving an event to its effects committed."),
+    ("belofte_send_seconds", "histogram", "One delivery attempt, by channel."),
+];
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let _ = write!(s, "{k}=\"{v}\"");
+    }
+    s
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the metrics down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Metrics {
+    pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
+        self.add(name, pairs, 1.0);
+    }
+
+    pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
+        *lock(&self.counters).entry((name, labels(pairs))).or_default() += v;
+    }
+
+    pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
+        lock(&self.gauges).insert((name, labels(pairs)), v);
+    }
+
+    /// Replace every series of a gauge (outbox depth: statuses that emptied must read 0).
+    pub fn reset(&self, name: &'static str) {
+        for ((n, _), v) in lock(&self.gauges).iter_mut() {
+            if *n == name {
+                *v = 0.0;
+            }
+        }
+    }
+
+    pub fn observe(&self, name: &'static str, pairs: &[(&str, &str)], seconds: f64) {
+        let mut h = lock(&self.histograms);
+        let entry = h.entry((name, labels(pairs))).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                entry.counts[i] += 1;
+            }
+        }
+        entry.sum += seconds;
+        entry.count += 1;
+    }
+
+    /// A counter's value (tests and the demo's summary).
+    pub fn counter(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
+        lock(&self.counters).get(&(name, labels(pairs))).copied().unwrap_or(0.0)
+    }
+
+    /// A counter summed over all its labels.
+    pub fn counter_total(&self, name: &'static str) -> f64 {
+        lock(&self.counters).iter().filter(|((n, _), _)| *n == name).map(|(_, v)| v).sum()
+    }
+
+    pub fn gauge(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
+        lock(&self.gauges).get(&(name, labels(pairs))).copied().unwrap_or(0.0)
+    }
+
+    pub fn render(&self) -> String {
+        let counters = lock(&self.counters);
+        let gauges = lock(&self.gauges);
+        let histograms = lock(&self.histograms);
+        let mut out = String::new();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let series = |l: &String| if l.is_empty() { String::new() } else { format!("{{{l}}}") };
+            match *kind {
+                "counter" => {
+                    for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
+                        let _ = writeln!(out, "{n}{} {v}", series(l));
+                    }
+                }
+                "gauge" => {
+                    for ((n, l), v) in gauges.iter().filter(|((n, _), _)| n == name) {
+                        let _ = writeln!(out, "{n}{} {v}", series(l));
+                    }
+                }
+                _ => {
+                    for ((n, l), h) in histograms.iter().filter(|((n, _), _)| n == name) {
+                        let sep = if l.is_empty() { "" } else { "," };
+                        for (i, b) in BUCKETS.iter().enumerate() {
+                            let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"{b}\"}} {}", h.counts[i]);
+                        }
+                        let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
+                        let _ = writeln!(out, "{n}_sum{} {}", series(l), h.sum);
+                        let _ = writeln!(out, "{n}_count{} {}", series(l), h.count);
+                    }
+                }
+            }
+        }
+        out
+    }
+}

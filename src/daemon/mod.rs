@@ -1,0 +1,243 @@
+//! `belofte run`: the engine as a service. Kafka in, SQLite state and outbox, email, SMS
+//! and action events out; health and metrics over HTTP; clean shutdown on SIGTERM.
+//!
+//! Tasks: one processor owns the engine's state (`process`), one dispatcher worker per
+//! channel drains the outbox (`dispatch`), and the HTTP server reports (`http`). They meet
+//! only in the database and a wake-up signal.
+
+pub mod clock;
+pub mod config;
+pub mod dispatch;
+pub mod http;
+pub mod metrics;
+pub mod process;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::channels::{EmailBackend, FileMailer, FileSms, MemoryMailer, MemorySms, SmsBackend, SmtpMailer, TwilioClient};
+use crate::kafka::{Ingest, KafkaError, Producers};
+use crate::render::Templates;
+use crate::settings::Settings;
+use crate::store::{Store, StoreError};
+
+pub use clock::Clock;
+pub use config::DaemonConfig;
+use config::{EmailBackendKind, SmsBackendKind};
+pub use metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What every task reads and nobody changes.
+pub struct Shared {
+    pub settings: Settings,
+    pub templates: Templates,
+    pub metrics: Metrics,
+    pub clock: Clock,
+}
+
+/// Backends chosen by the caller instead of the configuration (tests and the demo keep
+/// a handle on memory backends).
+#[derive(Default)]
+pub struct Overrides {
+    pub email: Option<EmailBackend>,
+    pub sms: Option<SmsBackend>,
+    pub clock: Option<Clock>,
+}
+
+/// A started daemon.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub shared: Arc<Shared>,
+    pub ingest: Arc<Ingest>,
+    shutdown: watch::Sender<bool>,
+    processor: JoinHandle<Result<(), DaemonError>>,
+    workers: Vec<JoinHandle<()>>,
+    http: JoinHandle<()>,
+    timeout: Duration,
+}
+
+fn email_backend(cfg: &DaemonConfig) -> Result<EmailBackend, DaemonError> {
+    let setup = |e: crate::channels::ChannelError| DaemonError::Setup(format!("email: {e}"));
+    Ok(match cfg.email.backend {
+        EmailBackendKind::Smtp => EmailBackend::Smtp(SmtpMailer::new(&cfg.email.smtp).map_err(setup)?),
+        EmailBackendKind::File => EmailBackend::File(FileMailer::new(&cfg.email.file_dir).map_err(setup)?),
+        EmailBackendKind::Memory => EmailBackend::Memory(MemoryMailer::new()),
+    })
+}
+
+fn sms_backend(cfg: &DaemonConfig) -> Result<SmsBackend, DaemonError> {
+    let setup = |e: crate::channels::ChannelError| DaemonError::Setup(format!("sms: {e}"));
+    Ok(match cfg.sms.backend {
+        SmsBackendKind::Twilio => SmsBackend::Twilio(TwilioClient::new(&cfg.sms.twilio).map_err(setup)?),
+        SmsBackendKind::File => SmsBackend::File(FileSms::new(&cfg.sms.file_path).map_err(setup)?),
+        SmsBackendKind::Memory => SmsBackend::Memory(MemorySms::new()),
+    })
+}
+
+impl Running {
+    /// Start every task. Templates are linted first: a broken one stops start-up here.
+    pub async fn start(settings: Settings, templates: Templates, cfg: DaemonConfig, overrides: Overrides) -> Result<Running, DaemonError> {
+        let store = Arc::new(Store::open(&cfg.database.url).await?);
+        let shared = Arc::new(Shared {
+            settings,
+            templates,
+            metrics: Metrics::default(),
+            clock: overrides.clock.unwrap_or(Clock::Wall),
+        });
+        let recovered = store.recover(shared.clock.now()).await?;
+        if recovered > 0 {
+            tracing::warn!(rows = recovered, "messages were being sent when the last run stopped; they are checked before any resend");
+        }
+        let email = match overrides.email {
+            Some(e) => e,
+            None => email_backend(&cfg)?,
+        };
+        let sms = match overrides.sms {
+            Some(s) => s,
+            None => sms_backend(&cfg)?,
+        };
+        let ingest = Arc::new(Ingest::new(&cfg.kafka)?);
+        let producers = Arc::new(Producers::new(&cfg.kafka)?);
+        let (tx, rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let (http_addr, http) = http::serve(&cfg.http.listen, Arc::clone(&shared), Arc::clone(&ingest), Arc::clone(&store), rx.clone())
+            .await
+            .map_err(|e| DaemonError::Setup(format!("http listen {}: {e}", cfg.http.listen)))?;
+        let processor = tokio::spawn(process::run(
+            Arc::clone(&shared),
+            Arc::clone(&ingest),
+            Arc::clone(&producers),
+            Arc::clone(&store),
+            rx.clone(),
+            Arc::clone(&wake),
+        ));
+        let dispatcher = Arc::new(dispatch::Dispatcher::new(
+            Arc::clone(&shared),
+            Arc::clone(&store),
+            email,
+            sms,
+            producers,
+            cfg.dispatch.clone(),
+        ));
+        let workers = ["email", "sms", "event"]
+            .into_iter()
+            .map(|channel| tokio::spawn(Arc::clone(&dispatcher).run(channel, rx.clone(), Arc::clone(&wake))))
+            .collect();
+        tracing::info!(http = %http_addr, database = %cfg.database.url, brokers = %cfg.kafka.brokers, "belofte is running");
+        Ok(Running {
+            http_addr,
+            store,
+            shared,
+            ingest,
+            shutdown: tx,
+            processor,
+            workers,
+            http,
+            timeout: Duration::from_secs(cfg.dispatch.shutdown_timeout_secs),
+        })
+    }
+
+    /// Stop every task at once, as a crash would: nothing is committed or flushed.
+    pub async fn abort(self) {
+        self.processor.abort();
+        for w in &self.workers {
+            w.abort();
+        }
+        self.http.abort();
+        let _ = self.processor.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
+        let _ = self.http.await;
+        drop_off_runtime(self.ingest).await;
+    }
+
+    /// Whether the processor stopped on its own (a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.processor.is_finished()
+    }
+
+    /// Stop consuming, let in-flight sends finish (bounded), commit offsets, return.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        let processor = self.processor;
+        let ingest = self.ingest;
+        let all = async {
+            let result = processor.await.map_err(|e| DaemonError::Setup(format!("processor task: {e}")))?;
+            for w in self.workers {
+                let _ = w.await;
+            }
+            let _ = self.http.await;
+            drop_off_runtime(ingest).await;
+            result
+        };
+        tokio::select! {
+            r = all => r,
+            _ = &mut deadline => {
+                tracing::warn!("shutdown took longer than dispatch.shutdown_timeout_secs; exiting with sends in flight (they are resolved at the next start)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Run until SIGTERM/SIGINT or a fatal error.
+    pub async fn until_signal(mut self) -> Result<(), DaemonError> {
+        let signal = async {
+            #[cfg(unix)]
+            {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        };
+        tokio::select! {
+            _ = signal => {
+                tracing::info!("signal received: stopping");
+                self.shutdown().await
+            }
+            r = &mut self.processor => {
+                let r = r.map_err(|e| DaemonError::Setup(format!("processor task: {e}")))?;
+                let _ = self.shutdown.send(true);
+                r
+            }
+        }
+    }
+}
+
+/// Closing a Kafka consumer blocks (it leaves the group); not on a runtime thread.
+async fn drop_off_runtime(ingest: Arc<Ingest>) {
+    let _ = tokio::task::spawn_blocking(move || drop(ingest)).await;
+}
+
+/// Logging: text or JSON, filter from the config (`RUST_LOG` wins when set).
+pub fn init_logging(cfg: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,250 @@
+//! The consumer group that feeds the engine.
+
+use std::sync::Arc;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError as RdKafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::observe::{means_unreachable, Observed};
+use super::{KafkaConfig, KafkaError, Record};
+
+/// Consumes the event topics as one member of the consumer group.
+///
+/// Drive it from one task: `recv`, apply the event and commit the database transaction,
+/// then `store`. Rebalance and statistics callbacks run inside `recv`, so keep awaiting it
+/// even when the daemon is otherwise idle (it does, as its main loop).
+pub struct Ingest {
+    consumer: StreamConsumer<IngestContext>,
+    observed: Arc<Observed>,
+}
+
+impl Ingest {
+    /// Creates the consumer and subscribes to `cfg.topics`. Does not wait for the brokers:
+    /// an unreachable cluster shows up as `is_healthy() == false`, not as an error here.
+    pub fn new(cfg: &KafkaConfig) -> Result<Ingest, KafkaError> {
+        let config = cfg.client_config(&[
+            ("group.id", cfg.group_id.as_str()),
+            // Incremental rebalances: a joining or leaving instance only moves the partitions
+            // that change owner; the others keep flowing.
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            // The daemon stores an offset only after the database transaction holding the
+            // event's effects has committed ...
+            ("enable.auto.offset.store", "false"),
+            // ... and librdkafka commits what was stored, in the background and on close.
+            ("enable.auto.commit", "true"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            // Feeds is_healthy() and lag().
+            ("statistics.interval.ms", "1000"),
+        ]);
+        let observed = Arc::new(Observed::new("ingest"));
+        let context = IngestContext {
+            observed: Arc::clone(&observed),
+        };
+        let consumer: StreamConsumer<IngestContext> =
+            StreamConsumer::from_config_and_context(&config, context)
+                .map_err(|e| KafkaError::new("creating the consumer", e))?;
+        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| KafkaError::new(format!("subscribing to {topics:?}"), e))?;
+        tracing::info!(group = %cfg.group_id, topics = ?cfg.topics, brokers = %cfg.brokers, "kafka consumer subscribed");
+        Ok(Ingest { consumer, observed })
+    }
+
+    /// The next record. Transient trouble (brokers unreachable, a topic that does not exist
+    /// yet) is logged and waited out here; only a fatal error, after which the consumer is
+    /// unusable, is returned. Cancellation safe.
+    pub async fn recv(&self) -> Result<Record, KafkaError> {
+        loop {
+            match self.consumer.recv().await {
+                Ok(message) => {
+                    self.observed.set_healthy(true);
+                    return Ok(Record {
+                        topic: message.topic().to_string(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec),
+                        timestamp_ms: message.timestamp().to_millis(),
+                    });
+                }
+                Err(e @ RdKafkaError::MessageConsumptionFatal(_)) => {
+                    self.observed.set_healthy(false);
+                    return Err(KafkaError::new("consuming", e));
+                }
+                // Connection trouble was already logged, with librdkafka's reason, and
+                // reflected in health by the context's error callback; per-partition fetch
+                // errors (an unknown topic, say) arrive only here.
+                Err(e) => {
+                    if e.rdkafka_error_code().is_some_and(means_unreachable) {
+                        tracing::debug!(error = %e, "kafka consumer waiting for the brokers");
+                    } else {
+                        self.observed.warn(&format!("consuming: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks `r` and everything before it in its partition as done: the next commit (auto,
+    /// `commit_now`, or the one on revoke) moves the group's position past it.
+    ///
+    /// Call only after the event's effects are committed to the database. If the partition
+    /// was taken away meanwhile (processing outlasted `max.poll.interval.ms`, or the session
+    /// expired) this is a no-op: its new owner starts from the last committed offset and
+    /// replays `r`, which the database's duplicate check then drops.
+    pub fn store(&self, r: &Record) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        // The position to resume from is the offset after the processed record.
+        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.offset + 1))
+            .map_err(|e| KafkaError::new(format!("storing offset of {}", r.position()), e))?;
+        match self.consumer.store_offsets(&tpl) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)
+                ) =>
+            {
+                tracing::info!(record = %r.position(), "partition no longer assigned; its new owner replays this record");
+                Ok(())
+            }
+            Err(e) => Err(KafkaError::new(
+                format!("storing offset of {}", r.position()),
+                e,
+            )),
+        }
+    }
+
+    /// Commits the stored offsets now and waits for the broker's answer (graceful shutdown).
+    pub fn commit_now(&self) -> Result<(), KafkaError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            Err(e) if nothing_to_commit(&e) => Ok(()),
+            Err(e) => Err(KafkaError::new("committing stored offsets", e)),
+        }
+    }
+
+    /// Records not yet handed to the daemon, summed over the assigned partitions (high
+    /// watermark minus position). Best effort: refreshed from librdkafka's statistics once a
+    /// second, without a broker round trip, so /metrics stays cheap.
+    pub fn lag(&self) -> i64 {
+        self.observed.lag()
+    }
+
+    /// Whether a broker is reachable: false after "all brokers down" or transport errors,
+    /// true again once a message arrives or the statistics show a broker connection up.
+    pub fn is_healthy(&self) -> bool {
+        self.observed.is_healthy()
+    }
+
+    /// How many partitions this member holds now (the demo waits for its first ones).
+    pub fn assigned_partitions(&self) -> usize {
+        self.consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0)
+    }
+}
+
+fn nothing_to_commit(e: &RdKafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset)
+}
+
+pub(crate) struct IngestContext {
+    observed: Arc<Observed>,
+}
+
+impl ClientContext for IngestContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.observed.on_log(level, fac, message);
+    }
+
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        self.observed.on_error(&error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.observed.on_stats(statistics);
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            // Drain on revoke: hand the new owner an exact starting point. This callback runs
+            // inside `recv`, and the daemon processes one record at a time and stores its
+            // offset after the database commit, before it awaits `recv` again. So when we get
+            // here nothing is in flight: every stored offset is final and every record past it
+            // was not processed. Committing now (synchronously, before librdkafka gives the
+            // partitions up) means the new owner neither skips nor replays processed records.
+            if consumer.assignment_lost() {
+                // The group already moved on (session timeout); a commit would be rejected
+                // and the new owner replays from the last commit, which dedup absorbs.
+                self.observed
+                    .warn("partition assignment lost; stored offsets since the last commit will be replayed");
+                return;
+            }
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(partitions = %describe(revoked), "committed stored offsets on revoke")
+                }
+                Err(e) if nothing_to_commit(&e) => {}
+                Err(e) => self.observed.warn(&format!(
+                    "commit on revoke failed (the new owner replays from the last commit): {e}"
+                )),
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let now = consumer
+            .assignment()
+            .map(|tpl| describe(&tpl))
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        match rebalance {
+            // A cooperative rebalance ends with a round that changes nothing for most members.
+            Rebalance::Assign(added) if added.count() == 0 => {
+                tracing::debug!(assignment = %now, "kafka rebalance: no partitions added")
+            }
+            Rebalance::Assign(added) => {
+                tracing::info!(added = %describe(added), assignment = %now, "kafka partitions assigned")
+            }
+            Rebalance::Revoke(removed) => {
+                tracing::info!(removed = %describe(removed), assignment = %now, "kafka partitions revoked")
+            }
+            Rebalance::Error(e) => self.observed.warn(&format!("rebalance failed: {e}")),
+        }
+    }
+
+    fn commit_callback(&self, result: Result<(), RdKafkaError>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(offsets = %describe(offsets), "kafka offsets committed"),
+            Err(e) if nothing_to_commit(&e) => {}
+            // The offsets stay stored; the next auto-commit tries again.
+            Err(e) => self.observed.warn(&format!("offset commit failed: {e}")),
+        }
+    }
+}
+
+/// `orders[0]@12, orders[1]` — partitions, with the offset where one is known.
+fn describe(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}[{}]@{}", e.topic(), e.partition(), o),
+            _ => format!("{}[{}]", e.topic(), e.partition()),
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
