@@ -63,7 +63,7 @@ enum Command {
         #[arg(long)]
         scenarios: Option<PathBuf>,
         /// Virtual seconds per real second.
-        #[arg(long, default_value_t = 20_000.0)]
+        #[arg(long, default_value_t = 50_000.0)]
         speed: f64,
         #[arg(long)]
         config: Option<PathBuf>,
