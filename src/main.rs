@@ -109,8 +109,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let (settings, templates) = load(config.as_deref(), templates.as_deref())?;
             let file = std::fs::File::open(&events).with_context(|| format!("cannot open {}", events.display()))?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             let stderr = std::io::stderr();
             let mut err = std::io::BufWriter::new(stderr.lock());
             let label = events.display().to_string();

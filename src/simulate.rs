@@ -8,7 +8,7 @@ use chrono::Duration;
 
 use crate::core::domain::Instant;
 use crate::core::engine::Decision;
-use crate::core::event::decode;
+use crate::core::event::{decode, Event, Rejection};
 use crate::core::output::render_line;
 use crate::core::policy::Policy;
 use crate::core::world::{Outcome, World};
@@ -40,86 +40,166 @@ impl<'a> Simulation<'a> {
 
     /// Run the whole stream. `out` gets the message lines, `err` the rejections (with line
     /// numbers) and a summary. I/O errors on `out`/`err` end the run.
+    ///
+    /// Deciding and rendering overlap: this thread decodes and decides, a second one renders
+    /// and writes, in the order decided (rendering is pure, so the output is the same as
+    /// rendering inline).
     pub fn run(
         &self,
-        input: impl BufRead,
+        input: impl BufRead + Send,
         until: Option<Instant>,
-        out: &mut impl Write,
+        out: &mut (impl Write + Send),
         err: &mut impl Write,
         label: &str,
     ) -> std::io::Result<Summary> {
-        let mut world = World::new(self.policy);
-        let mut summary = Summary::default();
-        let mut clock: Option<Instant> = None;
-        let emit = |decisions: Vec<Decision>, summary: &mut Summary, out: &mut dyn Write, err: &mut dyn Write| {
-            for d in decisions {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decision>>(64);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || self.render_all(rx, out));
+            let decided = self.decide_all(input, until, tx, err, label);
+            let rendered = writer.join().map_err(|_| std::io::Error::other("the rendering thread panicked"))?;
+            let (messages, failures) = rendered?;
+            let mut summary = decided?;
+            summary.messages = messages;
+            summary.render_errors = failures.len() as u64;
+            for f in failures {
+                writeln!(err, "{label}: {f}")?;
+            }
+            writeln!(
+                err,
+                "{label}: {} events, {} accepted, {} rejected, {} duplicates, {} dead-lettered; {} messages",
+                summary.lines, summary.accepted, summary.rejected, summary.duplicates, summary.dead_lettered, summary.messages
+            )?;
+            Ok(summary)
+        })
+    }
+
+    /// Render and write every decision in order; (lines written, render failures).
+    fn render_all(
+        &self,
+        rx: std::sync::mpsc::Receiver<Vec<Decision>>,
+        out: &mut impl Write,
+    ) -> std::io::Result<(u64, Vec<String>)> {
+        let mut written = 0;
+        let mut failures = Vec::new();
+        for batch in rx {
+            for d in batch {
                 match render_line(self.policy, self.templates, &d, false) {
                     Ok(line) => {
                         serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::other)?;
                         out.write_all(b"\n")?;
-                        summary.messages += 1;
+                        written += 1;
                     }
-                    Err(e) => {
-                        summary.render_errors += 1;
-                        writeln!(err, "{label}: order {} {}/{}: cannot render: {e}", d.order_id, d.kind, d.channel)?;
-                    }
+                    Err(e) => failures.push(format!("order {} {}/{}: cannot render: {e}", d.order_id, d.kind, d.channel)),
                 }
             }
-            Ok::<(), std::io::Error>(())
-        };
-
-        let mut buf = Vec::with_capacity(1024);
-        let mut input = input;
-        let mut number = 0u64;
-        loop {
-            buf.clear();
-            if input.read_until(b'\n', &mut buf)? == 0 {
-                break;
-            }
-            number += 1;
-            if buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            summary.lines += 1;
-            let event = match decode(&buf) {
-                Ok(e) => e,
-                Err(reason) => {
-                    summary.rejected += 1;
-                    writeln!(err, "{label} line {number}: rejected: {reason}")?;
-                    continue;
-                }
-            };
-            let arrival = clock.map_or(event.time, |c| c.max(event.time));
-            clock = Some(arrival);
-            let due = world.advance(arrival);
-            emit(due, &mut summary, out, err)?;
-            report_dead(&mut world, &mut summary, err, label)?;
-            match world.ingest(event, arrival) {
-                Ok((Outcome::Duplicate, _)) => summary.duplicates += 1,
-                Ok((_, decisions)) => {
-                    summary.accepted += 1;
-                    emit(decisions, &mut summary, out, err)?;
-                }
-                Err(reason) => {
-                    summary.rejected += 1;
-                    writeln!(err, "{label} line {number}: rejected: {reason}")?;
-                }
-            }
-            report_dead(&mut world, &mut summary, err, label)?;
-        }
-        if let Some(end) = until.or_else(|| clock.map(|c| c + Duration::days(DEFAULT_RUN_ON_DAYS))) {
-            let due = world.advance(end);
-            emit(due, &mut summary, out, err)?;
-            report_dead(&mut world, &mut summary, err, label)?;
         }
         out.flush()?;
-        writeln!(
-            err,
-            "{label}: {} events, {} accepted, {} rejected, {} duplicates, {} dead-lettered; {} messages",
-            summary.lines, summary.accepted, summary.rejected, summary.duplicates, summary.dead_lettered, summary.messages
-        )?;
-        Ok(summary)
+        Ok((written, failures))
     }
+
+    fn decide_all(
+        &self,
+        input: impl BufRead + Send,
+        until: Option<Instant>,
+        tx: std::sync::mpsc::SyncSender<Vec<Decision>>,
+        err: &mut impl Write,
+        label: &str,
+    ) -> std::io::Result<Summary> {
+        const BATCH: usize = 256;
+        // Decoding is pure per line: a third thread does it ahead of the engine.
+        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<Vec<(u64, Result<Event, Rejection>)>>(64);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || decode_lines(input, lines_tx));
+            let mut world = World::new(self.policy);
+            let mut summary = Summary::default();
+            let mut clock: Option<Instant> = None;
+            let mut pending: Vec<Decision> = Vec::with_capacity(BATCH);
+            // A closed channel means the writer failed; its error is reported by `run`.
+            let send = |ds: Vec<Decision>, pending: &mut Vec<Decision>| -> bool {
+                pending.extend(ds);
+                if pending.len() >= BATCH {
+                    return tx.send(std::mem::replace(pending, Vec::with_capacity(BATCH))).is_ok();
+                }
+                true
+            };
+            'lines: for batch in lines_rx {
+                for (number, decoded) in batch {
+                    summary.lines += 1;
+                    let event = match decoded {
+                        Ok(e) => e,
+                        Err(reason) => {
+                            summary.rejected += 1;
+                            writeln!(err, "{label} line {number}: rejected: {reason}")?;
+                            continue;
+                        }
+                    };
+                    let arrival = clock.map_or(event.time, |c| c.max(event.time));
+                    clock = Some(arrival);
+                    if !send(world.advance(arrival), &mut pending) {
+                        break 'lines;
+                    }
+                    report_dead(&mut world, &mut summary, err, label)?;
+                    let ok = match world.ingest(event, arrival) {
+                        Ok((Outcome::Duplicate, _)) => {
+                            summary.duplicates += 1;
+                            true
+                        }
+                        Ok((_, decisions)) => {
+                            summary.accepted += 1;
+                            send(decisions, &mut pending)
+                        }
+                        Err(reason) => {
+                            summary.rejected += 1;
+                            writeln!(err, "{label} line {number}: rejected: {reason}")?;
+                            true
+                        }
+                    };
+                    if !ok {
+                        break 'lines;
+                    }
+                    report_dead(&mut world, &mut summary, err, label)?;
+                }
+            }
+            reader.join().map_err(|_| std::io::Error::other("the reading thread panicked"))??;
+            if let Some(end) = until.or_else(|| clock.map(|c| c + Duration::days(DEFAULT_RUN_ON_DAYS))) {
+                send(world.advance(end), &mut pending);
+                report_dead(&mut world, &mut summary, err, label)?;
+            }
+            if !pending.is_empty() {
+                let _ = tx.send(pending);
+            }
+            Ok(summary)
+        })
+    }
+}
+
+/// Read and decode lines in batches, with their line numbers; blank lines are skipped.
+fn decode_lines(
+    mut input: impl BufRead,
+    tx: std::sync::mpsc::SyncSender<Vec<(u64, Result<Event, Rejection>)>>,
+) -> std::io::Result<()> {
+    const BATCH: usize = 512;
+    let mut buf = Vec::with_capacity(1024);
+    let mut number = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        number += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        batch.push((number, decode(&buf)));
+        if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+            return Ok(());
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    Ok(())
 }
 
 fn report_dead(world: &mut World<'_>, summary: &mut Summary, err: &mut impl Write, label: &str) -> std::io::Result<()> {

@@ -28,25 +28,52 @@ pub fn day_month(lang: Lang, tz: Tz, t: Instant) -> String {
     format!("{} {}", local.day(), months[local.month0() as usize])
 }
 
+/// One instant written out once: "woensdag 25 november om 12:00", with the places where the
+/// shorter forms (`date`, `day_month`, `time`) are slices of it.
+#[derive(Debug, Clone)]
+pub(crate) struct DateText {
+    at: String,
+    date_len: usize,
+    weekday_len: usize,
+}
+
+impl DateText {
+    pub(crate) fn new(lang: Lang, tz: Tz, t: Instant) -> DateText {
+        let local = t.with_timezone(&tz);
+        let (weekdays, months, at) = match lang {
+            Lang::Nl => (&NL_WEEKDAYS, &NL_MONTHS, "om"),
+            Lang::En => (&EN_WEEKDAYS, &EN_MONTHS, "at"),
+        };
+        let weekday = weekdays[local.weekday().num_days_from_monday() as usize];
+        let month = months[local.month0() as usize];
+        let (hour, minute) = (local.hour(), local.minute());
+        // Built once and sliced: this runs for every date of every message.
+        let at_text = format!("{weekday} {} {month} {at} {hour:02}:{minute:02}", local.day());
+        let date_len = at_text.len() - at.len() - 7;
+        DateText { at: at_text, date_len, weekday_len: weekday.len() }
+    }
+    pub(crate) fn day_month(&self) -> &str {
+        &self.at[self.weekday_len + 1..self.date_len]
+    }
+    pub(crate) fn date(&self) -> &str {
+        &self.at[..self.date_len]
+    }
+    pub(crate) fn time(&self) -> &str {
+        &self.at[self.at.len() - 5..]
+    }
+    pub(crate) fn at(&self) -> &str {
+        &self.at
+    }
+}
+
 /// One instant in every form a template may want, in the brand's local time.
 pub fn date_words(lang: Lang, tz: Tz, t: Instant) -> Value {
-    let local = t.with_timezone(&tz);
-    let (weekdays, months, at) = match lang {
-        Lang::Nl => (&NL_WEEKDAYS, &NL_MONTHS, "om"),
-        Lang::En => (&EN_WEEKDAYS, &EN_MONTHS, "at"),
-    };
-    let weekday = weekdays[local.weekday().num_days_from_monday() as usize];
-    let month = months[local.month0() as usize];
-    let (hour, minute) = (local.hour(), local.minute());
-    // Built once and sliced: this runs for every date of every message.
-    let at_text = format!("{weekday} {} {month} {at} {hour:02}:{minute:02}", local.day());
-    let date_len = at_text.len() - at.len() - 7;
-    let date = &at_text[..date_len];
+    let d = DateText::new(lang, tz, t);
     let mut m = Map::new();
-    m.insert("day_month".into(), Value::String(date[weekday.len() + 1..].to_string()));
-    m.insert("date".into(), Value::String(date.to_string()));
-    m.insert("time".into(), Value::String(at_text[at_text.len() - 5..].to_string()));
-    m.insert("at".into(), Value::String(at_text));
+    m.insert("day_month".into(), Value::String(d.day_month().to_string()));
+    m.insert("date".into(), Value::String(d.date().to_string()));
+    m.insert("time".into(), Value::String(d.time().to_string()));
+    m.insert("at".into(), Value::String(d.at));
     Value::Object(m)
 }
 
