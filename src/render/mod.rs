@@ -10,9 +10,11 @@
 //!
 //! Everything is compiled once in [`Templates::load`]; a render only builds one JSON context.
 
+mod fast;
 mod helpers;
 pub(crate) mod words;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
@@ -152,6 +154,10 @@ pub struct Templates {
     pub(crate) voice: Arc<PhraseTable>,
     pub(crate) reasons: Arc<PhraseTable>,
     layout_file: String,
+    /// The fast path (see `fast.rs`): the parts, phrases and layout it could translate.
+    fast_parts: HashMap<(Kind, Lang, Part), fast::Prog>,
+    fast_phrases: Vec<Option<fast::Prog>>,
+    fast_layout: Option<fast::Prog>,
 }
 
 fn display(dir: &Path, rel: &str) -> String {
@@ -243,7 +249,49 @@ impl Templates {
             sources.insert(LAYOUT_FILE.to_string(), Source { file: layout_file.clone(), first_line: 1, text: src });
         }
 
-        Ok(Templates { text, html, parts, sources, voice, reasons, layout_file })
+        // The fast path: every template and phrase translated once, where it can be.
+        let mut phrase_names: Vec<&str> = Vec::new();
+        for table in [&voice, &reasons] {
+            for slots in table.values() {
+                for phrase in slots.iter().flatten() {
+                    if let Phrase::Template(name) = phrase {
+                        phrase_names.push(name);
+                    }
+                }
+            }
+        }
+        phrase_names.sort_unstable();
+        phrase_names.dedup();
+        let phrase_ids: HashMap<String, usize> =
+            phrase_names.iter().enumerate().map(|(i, n)| ((*n).to_string(), i)).collect();
+        let compiler = fast::Compiler {
+            schema: fast::Schema::Text,
+            escape: false,
+            voice: &voice,
+            reasons: &reasons,
+            phrase_ids: &phrase_ids,
+        };
+        let fast_phrases: Vec<Option<fast::Prog>> =
+            phrase_names.iter().map(|n| text.get_template(n).and_then(|t| compiler.compile(t))).collect();
+        let fast_parts = parts
+            .iter()
+            .filter_map(|(key, name)| Some((*key, compiler.compile(text.get_template(name)?)?)))
+            .collect();
+        let layout_compiler = fast::Compiler { schema: fast::Schema::Layout, escape: true, ..compiler };
+        let fast_layout = html.get_template(LAYOUT_FILE).and_then(|t| layout_compiler.compile(t));
+
+        Ok(Templates {
+            text,
+            html,
+            parts,
+            sources,
+            voice,
+            reasons,
+            layout_file,
+            fast_parts,
+            fast_phrases,
+            fast_layout,
+        })
     }
 
     pub fn has(&self, kind: Kind, channel: Channel, lang: Lang) -> bool {
@@ -273,6 +321,58 @@ impl Templates {
         channel: Channel,
         with_html: bool,
     ) -> Result<Rendered, Failure> {
+        match self.render_fast(notice, brand, channel, with_html) {
+            Some(r) => Ok(r),
+            None => self.render_slow(notice, brand, channel, with_html),
+        }
+    }
+
+    /// The slow path alone: Handlebars with a JSON context (the reference the fast path is
+    /// tested against).
+    #[doc(hidden)]
+    pub fn render_reference(
+        &self,
+        notice: &Notice,
+        brand: &Brand,
+        channel: Channel,
+        with_html: bool,
+    ) -> Result<Rendered, RenderError> {
+        self.render_slow(notice, brand, channel, with_html).map_err(RenderError::from)
+    }
+
+    /// The fast path alone: `None` where it leaves the message to the slow path.
+    #[doc(hidden)]
+    pub fn render_fast(&self, notice: &Notice, brand: &Brand, channel: Channel, with_html: bool) -> Option<Rendered> {
+        let lang = notice.lang;
+        let facts = fast::Facts::text(notice, brand);
+        let runner = fast::Runner { phrases: &self.fast_phrases };
+        let part = |part: Part| -> Option<String> {
+            let prog = self.fast_parts.get(&(notice.kind, lang, part))?;
+            let mut out = String::with_capacity(1024);
+            runner.run(prog, &facts, &mut out).ok()?;
+            Some(out)
+        };
+        match channel {
+            Channel::Email => {
+                let subject = one_line(&words::tidy(&part(Part::EmailSubject)?));
+                let text = words::tidy(&part(Part::EmailText)?);
+                let html = if with_html {
+                    let body = words::paragraphs(&text).join("\n");
+                    let facts = fast::Facts::layout(notice, brand, &subject, &body);
+                    let mut out = String::with_capacity(2048 + body.len());
+                    runner.run(self.fast_layout.as_ref()?, &facts, &mut out).ok()?;
+                    Some(out)
+                } else {
+                    None
+                };
+                Some(Rendered { subject: Some(subject), text, html })
+            }
+            Channel::Sms => Some(Rendered { subject: None, text: words::to_gsm7(&words::tidy(&part(Part::SmsText)?)), html: None }),
+            Channel::Event => None,
+        }
+    }
+
+    fn render_slow(&self, notice: &Notice, brand: &Brand, channel: Channel, with_html: bool) -> Result<Rendered, Failure> {
         let lang = notice.lang;
         let ctx = Context::from(context(notice, brand));
         let part = |part: Part| -> Result<String, Failure> {
@@ -287,7 +387,7 @@ impl Templates {
         };
         match channel {
             Channel::Email => {
-                let subject = words::tidy(&part(Part::EmailSubject)?).lines().collect::<Vec<_>>().join(" ");
+                let subject = one_line(&words::tidy(&part(Part::EmailSubject)?));
                 let text = words::tidy(&part(Part::EmailText)?);
                 let html = if with_html { Some(self.html_part(lang, brand, &subject, &text)?) } else { None };
                 Ok(Rendered { subject: Some(subject), text, html })
@@ -506,18 +606,30 @@ fn support_site(url: &str) -> &str {
     bare.strip_suffix('/').unwrap_or(bare)
 }
 
+/// The subject is one line: line breaks become spaces.
+fn one_line(s: &str) -> String {
+    s.lines().collect::<Vec<_>>().join(" ")
+}
+
 /// Carrier ids as customers know the company.
 fn carrier_name(id: &str) -> String {
-    match id.to_ascii_lowercase().as_str() {
-        "postnl" => "PostNL".into(),
-        "dhl" => "DHL".into(),
-        "dpd" => "DPD".into(),
-        "ups" => "UPS".into(),
-        "gls" => "GLS".into(),
-        "bpost" => "bpost".into(),
-        "fedex" => "FedEx".into(),
-        "budbee" => "Budbee".into(),
-        "trunkrs" => "Trunkrs".into(),
-        _ => id.to_string(),
+    carrier_name_cow(id).into_owned()
+}
+
+fn carrier_name_cow(id: &str) -> Cow<'_, str> {
+    const KNOWN: [(&str, &str); 9] = [
+        ("postnl", "PostNL"),
+        ("dhl", "DHL"),
+        ("dpd", "DPD"),
+        ("ups", "UPS"),
+        ("gls", "GLS"),
+        ("bpost", "bpost"),
+        ("fedex", "FedEx"),
+        ("budbee", "Budbee"),
+        ("trunkrs", "Trunkrs"),
+    ];
+    match KNOWN.iter().find(|(k, _)| id.eq_ignore_ascii_case(k)) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Borrowed(id),
     }
 }
