@@ -168,6 +168,15 @@ pub fn parse_time(s: &str) -> Option<Instant> {
 }
 
 pub fn decode(raw: &[u8]) -> Result<Event, Rejection> {
+    // One pass for the valid majority; anything odd takes the careful path, which names
+    // the field that is wrong.
+    if let Ok(event) = decode_fast(raw) {
+        return Ok(event);
+    }
+    decode_careful(raw)
+}
+
+fn decode_careful(raw: &[u8]) -> Result<Event, Rejection> {
     let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| {
         if e.is_data() {
             field("(envelope)", e.to_string())
@@ -198,6 +207,110 @@ fn non_empty(name: &str, value: Option<String>) -> Result<String, Rejection> {
     }
 }
 
+/// Where typed `data` comes from: a JSON text (parsed with the field path for errors) or a
+/// deserializer already positioned on the value (the one-pass path).
+trait Source<'de> {
+    fn parse<T: Deserialize<'de>>(self) -> Result<T, Rejection>;
+}
+
+impl<'de> Source<'de> for &'de str {
+    fn parse<T: Deserialize<'de>>(self) -> Result<T, Rejection> {
+        data(self)
+    }
+}
+
+struct Positioned<D>(D);
+
+impl<'de, D: Deserializer<'de>> Source<'de> for Positioned<D> {
+    fn parse<T: Deserialize<'de>>(self) -> Result<T, Rejection> {
+        T::deserialize(self.0).map_err(|e| field("data", e.to_string()))
+    }
+}
+
+const KNOWN_TYPES: [&str; 15] = [
+    "order.placed",
+    "order.cancelled",
+    "warehouse.picked",
+    "warehouse.packed",
+    "warehouse.shipped",
+    "warehouse.delayed",
+    "warehouse.backorder",
+    "warehouse.incident",
+    "carrier.in_transit",
+    "carrier.out_for_delivery",
+    "carrier.eta_updated",
+    "carrier.exception",
+    "carrier.delivery_failed",
+    "carrier.delivered",
+    "carrier.incident",
+];
+
+/// Decodes `data` straight into a fact once `type` is known.
+struct FactSeed<'k>(&'k str);
+
+impl<'de> de::DeserializeSeed<'de> for FactSeed<'_> {
+    type Value = Fact;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fact, D::Error> {
+        decode_data(self.0, Positioned(d)).map_err(|r| de::Error::custom(r.to_string()))
+    }
+}
+
+#[derive(Default)]
+struct FastEnvelope {
+    specversion_ok: bool,
+    id: Option<String>,
+    source: Option<String>,
+    kind: Option<String>,
+    time: Option<Instant>,
+    fact: Option<Fact>,
+}
+
+struct FastVisitor;
+
+impl<'de> de::Visitor<'de> for FastVisitor {
+    type Value = FastEnvelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a CloudEvent object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<FastEnvelope, A::Error> {
+        let mut env = FastEnvelope::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "specversion" => env.specversion_ok = map.next_value::<std::borrow::Cow<'de, str>>()? == "1.0",
+                "id" => env.id = Some(map.next_value()?),
+                "source" => env.source = Some(map.next_value()?),
+                "type" => env.kind = Some(map.next_value()?),
+                "time" => env.time = Some(map.next_value::<Time>()?.0),
+                "data" => match env.kind.as_deref().filter(|k| KNOWN_TYPES.contains(k)) {
+                    Some(kind) => env.fact = Some(map.next_value_seed(FactSeed(kind))?),
+                    // `data` before `type`: the careful path handles that order.
+                    None => return Err(de::Error::custom("data before type")),
+                },
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(env)
+    }
+}
+
+fn decode_fast(raw: &[u8]) -> Result<Event, ()> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let env = de::Deserializer::deserialize_map(&mut de, FastVisitor).map_err(|_| ())?;
+    de.end().map_err(|_| ())?;
+    match env {
+        FastEnvelope { specversion_ok: true, id: Some(id), source: Some(source), kind: Some(_), time: Some(time), fact: Some(fact) }
+            if !id.trim().is_empty() && !source.trim().is_empty() =>
+        {
+            Ok(Event { id, source, time, fact })
+        }
+        _ => Err(()),
+    }
+}
+
 fn data<'de, T: Deserialize<'de>>(json: &'de str) -> Result<T, Rejection> {
     // The fast path for the valid majority; the path-tracking parse only runs to explain
     // a failure.
@@ -215,20 +328,20 @@ fn data<'de, T: Deserialize<'de>>(json: &'de str) -> Result<T, Rejection> {
     })
 }
 
-fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
+fn decode_data<'de, S: Source<'de>>(kind: &str, src: S) -> Result<Fact, Rejection> {
     let fact = match kind {
         "order.placed" => {
-            let d: PlacedData = data(json)?;
+            let d: PlacedData = src.parse()?;
             Fact::OrderPlaced(Box::new(d.into_domain()?))
         }
         "order.cancelled" => {
-            let d: CancelledData = data(json)?;
+            let d: CancelledData = src.parse()?;
             Fact::OrderCancelled { order_id: id_field("data.order_id", d.order_id)?, reason: d.reason }
         }
-        "warehouse.picked" => Fact::Picked { order_id: order_only(json)? },
-        "warehouse.packed" => Fact::Packed { order_id: order_only(json)? },
+        "warehouse.picked" => Fact::Picked { order_id: { let d: OrderOnly = src.parse()?; id_field("data.order_id", d.order_id)? } },
+        "warehouse.packed" => Fact::Packed { order_id: { let d: OrderOnly = src.parse()?; id_field("data.order_id", d.order_id)? } },
         "warehouse.shipped" => {
-            let d: ShippedData = data(json)?;
+            let d: ShippedData = src.parse()?;
             Fact::Shipped {
                 order_id: id_field("data.order_id", d.order_id)?,
                 carrier: id_field("data.carrier", d.carrier)?,
@@ -237,7 +350,7 @@ fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
             }
         }
         "warehouse.delayed" => {
-            let d: DelayedData = data(json)?;
+            let d: DelayedData = src.parse()?;
             Fact::WarehouseDelayed {
                 order_id: id_field("data.order_id", d.order_id)?,
                 reason: d.reason,
@@ -245,7 +358,7 @@ fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
             }
         }
         "warehouse.backorder" => {
-            let d: BackorderData = data(json)?;
+            let d: BackorderData = src.parse()?;
             Fact::Backorder {
                 order_id: id_field("data.order_id", d.order_id)?,
                 sku: d.sku,
@@ -253,7 +366,7 @@ fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
             }
         }
         "warehouse.incident" => {
-            let d: WarehouseIncidentData = data(json)?;
+            let d: WarehouseIncidentData = src.parse()?;
             Fact::WarehouseIncident {
                 warehouse: id_field("data.warehouse", d.warehouse)?,
                 reason: d.reason,
@@ -261,18 +374,18 @@ fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
             }
         }
         "carrier.in_transit" => {
-            let d: TrackingEtaData = data(json)?;
+            let d: TrackingEtaData = src.parse()?;
             Fact::InTransit { tracking_number: id_field("data.tracking_number", d.tracking_number)?, eta: eta_opt(d.eta)? }
         }
         "carrier.out_for_delivery" => {
-            let d: TrackingEtaData = data(json)?;
+            let d: TrackingEtaData = src.parse()?;
             Fact::OutForDelivery {
                 tracking_number: id_field("data.tracking_number", d.tracking_number)?,
                 eta: eta_opt(d.eta)?,
             }
         }
         "carrier.eta_updated" => {
-            let d: EtaUpdatedData = data(json)?;
+            let d: EtaUpdatedData = src.parse()?;
             Fact::EtaUpdated {
                 tracking_number: id_field("data.tracking_number", d.tracking_number)?,
                 eta: eta_checked(d.eta)?,
@@ -280,7 +393,7 @@ fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
             }
         }
         "carrier.exception" => {
-            let d: ExceptionData = data(json)?;
+            let d: ExceptionData = src.parse()?;
             Fact::Exception {
                 tracking_number: id_field("data.tracking_number", d.tracking_number)?,
                 reason: d.reason,
@@ -288,7 +401,7 @@ fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
             }
         }
         "carrier.delivery_failed" => {
-            let d: FailedData = data(json)?;
+            let d: FailedData = src.parse()?;
             Fact::DeliveryFailed {
                 tracking_number: id_field("data.tracking_number", d.tracking_number)?,
                 reason: d.reason,
@@ -297,11 +410,11 @@ fn decode_data(kind: &str, json: &str) -> Result<Fact, Rejection> {
             }
         }
         "carrier.delivered" => {
-            let d: TrackingData = data(json)?;
+            let d: TrackingData = src.parse()?;
             Fact::Delivered { tracking_number: id_field("data.tracking_number", d.tracking_number)? }
         }
         "carrier.incident" => {
-            let d: CarrierIncidentData = data(json)?;
+            let d: CarrierIncidentData = src.parse()?;
             if !d.expected_delay_hours.is_finite() || d.expected_delay_hours < 0.0 || d.expected_delay_hours > 24.0 * 365.0 {
                 return Err(field("data.expected_delay_hours", "must be a number of hours between 0 and 8760"));
             }
@@ -334,11 +447,6 @@ fn id_field(name: &str, value: String) -> Result<String, Rejection> {
     } else {
         Ok(value)
     }
-}
-
-fn order_only(json: &str) -> Result<String, Rejection> {
-    let d: OrderOnly = data(json)?;
-    id_field("data.order_id", d.order_id)
 }
 
 fn eta_checked(eta: EtaData) -> Result<Eta, Rejection> {
