@@ -116,7 +116,7 @@ fn warm_template_saying_u_is_reported() {
         .find(|p| p.message.contains("must not say \"u\""))
         .unwrap_or_else(|| panic!("{}", show(&problems)));
     assert!(p.template.ends_with("back_on_track/nl/email.txt.hbs"), "{p}");
-    assert_eq!(p.line, Some(10), "{p}");
+    assert_eq!(p.line, Some(5), "{p}");
 }
 
 #[test]

@@ -58,14 +58,21 @@ fn workload() -> Vec<(Notice, Brand)> {
     out
 }
 
-fn per_message(t: &Templates, work: &[(Notice, Brand)], channel: Channel, html: bool, rounds: usize) -> f64 {
+/// `reference`: the Handlebars path alone (the renderer as it was before the fast path).
+fn per_message(t: &Templates, work: &[(Notice, Brand)], channel: Channel, html: bool, rounds: usize, reference: bool) -> f64 {
     let mut best = f64::MAX;
     for _ in 0..5 {
         let start = Instant::now();
         let mut count = 0usize;
         for _ in 0..rounds {
             for (n, b) in work {
-                let r = if html { t.render(n, b, channel) } else { t.render_text(n, b, channel) };
+                let r = if reference {
+                    t.render_reference(n, b, channel, html)
+                } else if html {
+                    t.render(n, b, channel)
+                } else {
+                    t.render_text(n, b, channel)
+                };
                 black_box(r.expect("renders"));
                 count += 1;
             }
@@ -82,11 +89,15 @@ fn render_speed() {
     let t = Templates::load(&templates_dir()).expect("templates load");
     let work = workload();
     // Warm up.
-    per_message(&t, &work, Channel::Email, false, 2);
-    let email = per_message(&t, &work, Channel::Email, false, 20);
-    let sms = per_message(&t, &work, Channel::Sms, false, 20);
-    let email_html = per_message(&t, &work, Channel::Email, true, 10);
-    println!("render_text email: {email:8.2} µs/message");
-    println!("render_text sms:   {sms:8.2} µs/message");
-    println!("render email+html: {email_html:8.2} µs/message");
+    per_message(&t, &work, Channel::Email, false, 2, false);
+    per_message(&t, &work, Channel::Email, false, 2, true);
+    for (label, reference) in [("handlebars (before)", true), ("fast path (now)", false)] {
+        let email = per_message(&t, &work, Channel::Email, false, 20, reference);
+        let sms = per_message(&t, &work, Channel::Sms, false, 20, reference);
+        let email_html = per_message(&t, &work, Channel::Email, true, 10, reference);
+        println!("{label}:");
+        println!("  render_text email: {email:8.2} µs/message");
+        println!("  render_text sms:   {sms:8.2} µs/message");
+        println!("  render email+html: {email_html:8.2} µs/message");
+    }
 }

@@ -354,10 +354,10 @@ impl Templates {
         };
         match channel {
             Channel::Email => {
-                let subject = one_line(&words::tidy(&part(Part::EmailSubject)?));
-                let text = words::tidy(&part(Part::EmailText)?);
+                let subject = one_line_owned(words::tidy_owned(part(Part::EmailSubject)?));
+                let text = words::tidy_owned(part(Part::EmailText)?);
                 let html = if with_html {
-                    let body = words::paragraphs(&text).join("\n");
+                    let body = words::paragraphs_joined(&text);
                     let facts = fast::Facts::layout(notice, brand, &subject, &body);
                     let mut out = String::with_capacity(2048 + body.len());
                     runner.run(self.fast_layout.as_ref()?, &facts, &mut out).ok()?;
@@ -367,7 +367,10 @@ impl Templates {
                 };
                 Some(Rendered { subject: Some(subject), text, html })
             }
-            Channel::Sms => Some(Rendered { subject: None, text: words::to_gsm7(&words::tidy(&part(Part::SmsText)?)), html: None }),
+            Channel::Sms => {
+                let text = words::to_gsm7_owned(words::tidy_owned(part(Part::SmsText)?));
+                Some(Rendered { subject: None, text, html: None })
+            }
             Channel::Event => None,
         }
     }
@@ -609,6 +612,15 @@ fn support_site(url: &str) -> &str {
 /// The subject is one line: line breaks become spaces.
 fn one_line(s: &str) -> String {
     s.lines().collect::<Vec<_>>().join(" ")
+}
+
+/// [`one_line`] without a copy when there is nothing to join.
+fn one_line_owned(s: String) -> String {
+    if s.contains('\n') {
+        one_line(&s)
+    } else {
+        s
+    }
 }
 
 /// Carrier ids as customers know the company.
