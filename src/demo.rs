@@ -49,7 +49,7 @@ fn shift_times(v: &mut Value, shift: chrono::Duration) {
     }
 }
 
-fn topic_and_key(event: &Value) -> (&'static str, String) {
+pub(crate) fn topic_and_key(event: &Value) -> (&'static str, String) {
     let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
     let data = event.get("data");
     let field = |name: &str| data.and_then(|d| d.get(name)).and_then(Value::as_str).unwrap_or("").to_string();

@@ -1,6 +1,7 @@
 //! belofte: holds every order against the delivery promise the shop made and tells the
 //! customer first when that promise is at risk or broken.
 
+pub mod bench;
 pub mod channels;
 pub mod check;
 pub mod core;

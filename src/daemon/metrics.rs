@@ -98,6 +98,12 @@ impl Metrics {
         lock(&self.counters).iter().filter(|((n, _), _)| *n == name).map(|(_, v)| v).sum()
     }
 
+    /// How many observations a histogram holds, summed over its labels (the benchmark
+    /// reads `belofte_event_seconds`, observed once per event after its commit).
+    pub fn histogram_count(&self, name: &'static str) -> u64 {
+        lock(&self.histograms).iter().filter(|((n, _), _)| *n == name).map(|(_, h)| h.count).sum()
+    }
+
     pub fn gauge(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
         lock(&self.gauges).get(&(name, labels(pairs))).copied().unwrap_or(0.0)
     }

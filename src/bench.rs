@@ -1,0 +1,866 @@
+//! `belofte bench`: one run that measures the whole pipeline against the Kafka client's own
+//! limit on this machine (issue 5). Everything runs in-process: an embedded broker
+//! (librdkafka's mock cluster), the daemon on a temporary SQLite file, a loopback SMTP
+//! server and a loopback Twilio double. Each figure is the median of `reps` repetitions;
+//! the table shows the spread. How each figure is measured: docs/BENCHMARKS.md.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as Wall};
+
+use anyhow::{bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde_json::Value;
+
+use crate::channels::{EmailBackend, MemoryMailer, MemorySms, SmsBackend, SmtpConfig, Tls, TwilioConfig};
+use crate::core::domain::{Channel, Instant};
+use crate::core::event::{decode, parse_time};
+use crate::core::output::render_line;
+use crate::core::world::World;
+use crate::daemon::config::{EmailBackendKind, SmsBackendKind};
+use crate::daemon::{Clock, DaemonConfig, Overrides, Running, Shared};
+use crate::kafka::mock::EmbeddedBroker;
+use crate::render::Templates;
+use crate::settings::{self, Settings};
+use crate::simulate::Simulation;
+use crate::store::{Batch, NewMessage, Store};
+
+const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
+const EVENT_TOPICS: [&str; 3] = ["orders", "warehouse", "carrier"];
+/// Partitions per topic on the embedded broker: at least the demo's 3, and enough that no
+/// partition of a pre-loaded topic passes 2 MB. librdkafka's mock broker keeps only the
+/// last 5 MB (or 100,000 records) of a partition and silently drops older records.
+fn partitions_for(events: &[Routed]) -> i32 {
+    let largest = EVENT_TOPICS
+        .iter()
+        .map(|t| events.iter().filter(|e| e.topic == *t).map(|e| e.payload.len() + e.key.len()).sum::<usize>())
+        .max()
+        .unwrap_or(0);
+    (largest / (2 << 20) + 1).clamp(3, 64) as i32
+}
+/// Tuesday 3 November 2026, 10:00 in Amsterdam: daytime, so no SMS waits for quiet hours.
+const DAY: &str = "2026-11-03T10:00:00+01:00";
+/// Any single wait in the bench gives up after this long (a stuck daemon, not a slow one).
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// The sizes of one run (`belofte bench` flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub reps: usize,
+    /// Events per repetition for raw consume and the pipeline (the same records for both).
+    pub events: u64,
+    pub engine_events: u64,
+    /// Offered load of the latency run, events/s, and how long it lasts.
+    pub rate: u64,
+    pub latency_secs: u64,
+    pub fanout_orders: u64,
+    /// Messages per channel in the outbox before the dispatch run.
+    pub dispatch_messages: u64,
+    pub rss_orders: u64,
+    pub config: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+}
+
+/// One figure: its JSON key, the samples of each repetition, and its target.
+struct Figure {
+    key: &'static str,
+    samples: Vec<f64>,
+    target: Target,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    None,
+    AtLeast(f64),
+    Below(f64),
+}
+
+impl Figure {
+    fn new(key: &'static str, target: Target) -> Figure {
+        Figure { key, samples: Vec::new(), target }
+    }
+
+    fn median(&self) -> f64 {
+        let mut s = self.samples.clone();
+        s.sort_by(f64::total_cmp);
+        match s.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => s[n / 2],
+            n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+        }
+    }
+
+    fn met(&self) -> &'static str {
+        let m = self.median();
+        match self.target {
+            Target::None => "",
+            Target::AtLeast(t) if m >= t => "yes",
+            Target::Below(t) if m < t => "yes",
+            _ => "NO",
+        }
+    }
+}
+
+fn load(opts: &Options) -> Result<(Settings, Templates)> {
+    let dir = settings::config_dir(opts.config.as_deref());
+    let settings = settings::load(&dir).context("configuration")?;
+    let tdir = settings::templates_dir(opts.templates.as_deref(), &dir);
+    let templates = Templates::load(&tdir).with_context(|| format!("templates in {}", tdir.display()))?;
+    Ok((settings, templates))
+}
+
+/// A folder under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Result<TempDir> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!("belofte-bench-{}-{what}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+
+    fn db_url(&self) -> String {
+        format!("sqlite://{}", self.0.join("belofte.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One event ready to publish: where, with which key, and its event time.
+struct Routed {
+    topic: &'static str,
+    key: String,
+    payload: Vec<u8>,
+    time: Instant,
+}
+
+fn route(line: &[u8]) -> Result<Routed> {
+    let v: Value = serde_json::from_slice(line).context("a generated event is not JSON")?;
+    let time = v.get("time").and_then(Value::as_str).and_then(parse_time).context("a generated event has no time")?;
+    let (topic, key) = crate::demo::topic_and_key(&v);
+    Ok(Routed { topic, key, payload: line.to_vec(), time })
+}
+
+/// A realistic stream (`belofte generate`) of about `events` events, as lines.
+fn stream(events: u64, seed: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(events as usize * 400);
+    crate::generate::write_stream(&mut buf, events, 10, seed)?;
+    Ok(buf)
+}
+
+fn routed(stream: &[u8]) -> Result<Vec<Routed>> {
+    stream.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(route).collect()
+}
+
+/// An open order placed at `DAY` − 1 h in warehouse `tilburg`, promised a week later: no
+/// timer of it comes due while the bench runs.
+fn placed_line(n: u64) -> String {
+    let brand = ["lumen", "hofman", "pip"][(n % 3) as usize];
+    format!(
+        r#"{{"specversion":"1.0","id":"bench-placed-{n}","source":"/webshop","type":"order.placed","time":"2026-11-03T09:00:00+01:00","subject":"B-{n:07}","datacontenttype":"application/json","data":{{"order_id":"B-{n:07}","brand":"{brand}","placed_at":"2026-11-03T09:00:00+01:00","customer":{{"name":"Klant {n}","email":"klant{n}@example.nl","phone":"+316{:08}","locale":"nl-NL","channels":["email","sms"]}},"shipping":{{"method":"standard","carrier":"postnl","country":"NL","postal_code":"{}AB"}},"warehouse":"tilburg","items":[{{"sku":"SKU-{}","name":"Artikel {}","qty":1}}],"promise":{{"deliver_by":"2026-11-10T22:00:00+01:00"}}}}}}"#,
+        n % 100_000_000,
+        1000 + n % 9000,
+        n % 500,
+        n % 500
+    )
+}
+
+fn day() -> Result<Instant> {
+    parse_time(DAY).context("the bench's start time")
+}
+
+/// Publish records fast: librdkafka batches them; `flush` waits for every acknowledgement.
+fn publish(bootstrap: &str, events: &[Routed]) -> Result<()> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .context("bulk producer")?;
+    for e in events {
+        let mut record = BaseRecord::to(e.topic).payload(&e.payload).key(&e.key);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e).context("producing"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).context("flushing the bulk producer")?;
+    let kept = retained(bootstrap)?;
+    if kept != events.len() as i64 {
+        bail!("the embedded broker holds {kept} of {} records published", events.len());
+    }
+    Ok(())
+}
+
+/// Records the event topics hold (high minus low watermark, over every partition).
+fn retained(bootstrap: &str) -> Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("watermark reader")?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).context("broker metadata")?;
+    let mut kept = 0;
+    for topic in metadata.topics().iter().filter(|t| EVENT_TOPICS.contains(&t.name())) {
+        for p in topic.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic.name(), p.id(), Duration::from_secs(10)).context("watermarks")?;
+            kept += high - low;
+        }
+    }
+    Ok(kept)
+}
+
+fn broker(partitions: i32) -> Result<EmbeddedBroker> {
+    let broker = EmbeddedBroker::start(partitions).context("embedded Kafka broker")?;
+    broker.create_topics(&TOPICS).context("topics")?;
+    Ok(broker)
+}
+
+/// A plain consumer that does nothing with what it reads: events/s from its first record to
+/// its `n`th (group join and the first fetch are outside, as for the pipeline).
+fn raw_consume(bootstrap: &str, n: usize) -> Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-raw")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .context("raw consumer")?;
+    consumer.subscribe(&EVENT_TOPICS).context("subscribing")?;
+    let started = Wall::now();
+    let mut first = None;
+    let mut got = 0;
+    while got < n {
+        if started.elapsed() > PATIENCE {
+            bail!("raw consumer: {got} of {n} records after {PATIENCE:?}");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => {
+                first.get_or_insert_with(Wall::now);
+                got += 1;
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "raw consumer"),
+            None => {}
+        }
+    }
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    Ok(n as f64 / secs.max(1e-9))
+}
+
+/// Watches a running daemon from a thread of its own: every 0.5 ms it reads how many events
+/// were consumed (`belofte_events_total`, counted before the commit) and how many were
+/// committed (`belofte_event_seconds`, observed after the commit and the offset store), and
+/// keeps every change with its instant.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<Vec<Sample>>,
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    at: Wall,
+    consumed: u64,
+    committed: u64,
+}
+
+impl Watch {
+    fn spawn(shared: Arc<Shared>) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let committed = Arc::new(AtomicU64::new(0));
+        let (stop2, committed2) = (Arc::clone(&stop), Arc::clone(&committed));
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            let mut last = (0, 0);
+            while !stop2.load(Ordering::Relaxed) {
+                let consumed = shared.metrics.counter_total("belofte_events_total") as u64;
+                let done = shared.metrics.histogram_count("belofte_event_seconds");
+                if (consumed, done) != last {
+                    last = (consumed, done);
+                    samples.push(Sample { at: Wall::now(), consumed, committed: done });
+                    committed2.store(done, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            samples
+        });
+        Watch { stop, committed, thread }
+    }
+
+    async fn until_committed(&self, n: u64, running: &Running) -> Result<()> {
+        let started = Wall::now();
+        while self.committed.load(Ordering::Relaxed) < n {
+            if running.is_finished() {
+                bail!("the daemon stopped (see its log)");
+            }
+            if started.elapsed() > PATIENCE {
+                bail!("{} of {n} events committed after {PATIENCE:?}", self.committed.load(Ordering::Relaxed));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<Sample>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().map_err(|_| anyhow::anyhow!("the watch thread panicked"))
+    }
+}
+
+/// The daemon on a fresh SQLite file against `bootstrap`, with the bench's settings.
+async fn start(
+    opts: &Options,
+    bootstrap: String,
+    dir: &TempDir,
+    clock: Clock,
+    policy: impl FnOnce(&mut Settings),
+    cfg: impl FnOnce(&mut DaemonConfig),
+    backends: Option<(EmailBackend, SmsBackend)>,
+) -> Result<Running> {
+    let (mut settings, templates) = load(opts)?;
+    policy(&mut settings);
+    let mut c = DaemonConfig::default();
+    c.kafka.brokers = bootstrap;
+    c.kafka.group_id = "belofte-bench".into();
+    c.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
+    c.database.url = dir.db_url();
+    c.http.listen = "127.0.0.1:0".into();
+    cfg(&mut c);
+    let (email, sms) = match backends {
+        Some((e, s)) => (Some(e), Some(s)),
+        None => (None, None),
+    };
+    Running::start(settings, templates, c, Overrides { email, sms, clock: Some(clock) }).await.context("starting the daemon")
+}
+
+/// The daemon for a generated stream (pipeline, latency). Its manual clock stands still at
+/// the first event's time and the coalescing window is 0. So every fact-driven message
+/// (delay, new ETA, backorder, failed delivery) is decided, rendered and committed in the
+/// transaction of its event, while no silence timer fires and no parked event expires:
+/// librdkafka hands a pre-loaded backlog over partition by partition, days of event time
+/// apart across the three topics, and a clock following the events would dead-letter
+/// carrier events that merely arrived before their parcel's `warehouse.shipped`.
+async fn start_for_stream(opts: &Options, bootstrap: String, dir: &TempDir, events: &[Routed]) -> Result<Running> {
+    let first = events.first().map(|e| e.time).context("an empty stream")?;
+    start(opts, bootstrap, dir, Clock::manual(first), |s| s.policy.coalesce_seconds = 0, |_| {}, memory()).await
+}
+
+fn memory() -> Option<(EmailBackend, SmsBackend)> {
+    Some((EmailBackend::Memory(MemoryMailer::new()), SmsBackend::Memory(MemorySms::new())))
+}
+
+/// Raw consume and the pipeline on the same records of one broker: (raw, pipeline) events/s.
+async fn consume_and_pipeline(opts: &Options, events: &[Routed]) -> Result<(f64, f64)> {
+    let broker = broker(partitions_for(events))?;
+    publish(&broker.bootstrap(), events)?;
+    let n = events.len();
+    let raw = {
+        let bootstrap = broker.bootstrap();
+        tokio::task::spawn_blocking(move || raw_consume(&bootstrap, n)).await??
+    };
+    let dir = TempDir::new("pipeline")?;
+    let running = start_for_stream(opts, broker.bootstrap(), &dir, events).await?;
+    let watch = Watch::spawn(Arc::clone(&running.shared));
+    let waited = watch.until_committed(n as u64, &running).await;
+    let samples = watch.finish()?;
+    running.shutdown().await?;
+    waited?;
+    let first = samples.iter().find(|s| s.consumed > 0).map(|s| s.at);
+    let last = samples.iter().find(|s| s.committed >= n as u64).map(|s| s.at);
+    let (Some(first), Some(last)) = (first, last) else { bail!("pipeline: no progress seen") };
+    Ok((raw, n as f64 / (last - first).as_secs_f64().max(1e-9)))
+}
+
+/// Produce → committed at a steady offered load: (p50, p99) in ms.
+async fn latency(opts: &Options, events: Vec<Routed>) -> Result<(f64, f64)> {
+    let partitions = partitions_for(&events);
+    let broker = broker(partitions)?;
+    let dir = TempDir::new("latency")?;
+    let running = start_for_stream(opts, broker.bootstrap(), &dir, &events).await?;
+    let waited = Wall::now();
+    while running.ingest.assigned_partitions() < EVENT_TOPICS.len() * partitions as usize {
+        if waited.elapsed() > Duration::from_secs(60) {
+            bail!("the daemon did not get its partitions within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let watch = Watch::spawn(Arc::clone(&running.shared));
+    let n = events.len();
+    let (bootstrap, rate) = (broker.bootstrap(), opts.rate);
+    let sent = tokio::task::spawn_blocking(move || paced(&bootstrap, &events, rate)).await?;
+    let waited = match &sent {
+        Ok(_) => watch.until_committed(n as u64, &running).await,
+        Err(_) => Ok(()),
+    };
+    let samples = watch.finish()?;
+    running.shutdown().await?;
+    waited?;
+    let sent = sent?;
+    // Events are committed in the order they were produced (per partition exactly, across
+    // partitions nearly): the k-th committed event is taken to be the k-th produced.
+    let mut latencies = Vec::with_capacity(n);
+    let mut done = 0usize;
+    for s in &samples {
+        let upto = (s.committed as usize).min(n);
+        for at in &sent[done.min(upto)..upto] {
+            latencies.push(s.at.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+        }
+        done = done.max(upto);
+    }
+    // The first second warms the fetch sessions up; it is not the steady state.
+    let warm = (opts.rate as usize).min(latencies.len() / 2);
+    let mut steady = latencies.split_off(warm);
+    if steady.is_empty() {
+        bail!("latency: no events measured");
+    }
+    steady.sort_by(f64::total_cmp);
+    let pct = |p: f64| steady[((steady.len() as f64 * p).ceil() as usize).clamp(1, steady.len()) - 1];
+    Ok((pct(0.50), pct(0.99)))
+}
+
+/// Produce `events` at `rate`/s, each as soon as it is due; the instant of each send.
+fn paced(bootstrap: &str, events: &[Routed], rate: u64) -> Result<Vec<Wall>> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        // Each record goes out at once: the latency is belofte's, not a producer's batching.
+        .set("linger.ms", "0")
+        .create()
+        .context("paced producer")?;
+    let mut sent = Vec::with_capacity(events.len());
+    let start = Wall::now();
+    for (i, e) in events.iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
+        let now = Wall::now();
+        if due > now {
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(due - now);
+        }
+        sent.push(Wall::now());
+        producer.send(BaseRecord::to(e.topic).payload(&e.payload).key(&e.key)).map_err(|(e, _)| e).context("producing")?;
+    }
+    producer.flush(Duration::from_secs(60)).context("flushing the paced producer")?;
+    Ok(sent)
+}
+
+/// A warehouse incident covering `orders` open orders: seconds from producing it until the
+/// transaction holding every covered order's messages has committed.
+async fn fanout(opts: &Options, orders: u64) -> Result<f64> {
+    let placed: Vec<Routed> = (0..orders).map(|n| route(placed_line(n).as_bytes())).collect::<Result<_>>()?;
+    let broker = Arc::new(broker(partitions_for(&placed))?);
+    publish(&broker.bootstrap(), &placed)?;
+    drop(placed);
+    let dir = TempDir::new("fanout")?;
+    // No coalescing window: the 2 minutes are policy, not work, and with them the messages
+    // would wait for the clock instead of the machine.
+    let running = start(opts, broker.bootstrap(), &dir, Clock::manual(day()?), |s| s.policy.coalesce_seconds = 0, |_| {}, memory()).await?;
+    let watch = Watch::spawn(Arc::clone(&running.shared));
+    let result = async {
+        watch.until_committed(orders, &running).await?;
+        let enqueued = running.shared.metrics.counter_total("belofte_messages_enqueued_total");
+        let incident = format!(
+            r#"{{"specversion":"1.0","id":"bench-incident","source":"/warehouse/tilburg","type":"warehouse.incident","time":"{DAY}","subject":"tilburg","datacontenttype":"application/json","data":{{"warehouse":"tilburg","reason":"system_outage","expected_recovery_at":"2026-11-13T10:00:00+01:00"}}}}"#
+        );
+        let t0 = Wall::now();
+        let b = Arc::clone(&broker);
+        tokio::task::spawn_blocking(move || b.produce("warehouse", Some(b"tilburg"), incident.as_bytes())).await??;
+        watch.until_committed(orders + 1, &running).await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let added = running.shared.metrics.counter_total("belofte_messages_enqueued_total") - enqueued;
+        // Email and SMS per covered order at least (plus vouchers and escalations).
+        if added < 2.0 * orders as f64 {
+            bail!("fan-out: only {added} messages for {orders} orders");
+        }
+        Ok(secs)
+    }
+    .await;
+    watch.finish()?;
+    running.shutdown().await?;
+    result
+}
+
+/// A loopback SMTP server that accepts every message.
+async fn smtp_sink() -> Result<(u16, tokio::task::JoinHandle<()>)> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            // As mail servers do: replies go out at once, not after the peer's delayed ACK.
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read);
+                let mut line = String::new();
+                let mut data = false;
+                if write.write_all(b"220 bench ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                loop {
+                    line.clear();
+                    match lines.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let reply: &[u8] = if data {
+                        if line != ".\r\n" {
+                            continue;
+                        }
+                        data = false;
+                        b"250 2.0.0 Ok: queued\r\n"
+                    } else {
+                        match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                            Some("EHLO") => b"250-bench\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n",
+                            Some("DATA") => {
+                                data = true;
+                                b"354 End data with <CR><LF>.<CR><LF>\r\n"
+                            }
+                            Some("QUIT") => {
+                                let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
+                                return;
+                            }
+                            _ => b"250 2.0.0 Ok\r\n",
+                        }
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, task))
+}
+
+/// A loopback Twilio double: every `Messages.json` POST is created (201) with a new sid.
+async fn twilio_sink() -> Result<(String, tokio::task::JoinHandle<()>)> {
+    use axum::http::{header, StatusCode};
+    let sids = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/2010-04-01/Accounts/{sid}/Messages.json",
+        axum::routing::post(move |_body: axum::body::Bytes| {
+            let n = sids.fetch_add(1, Ordering::Relaxed);
+            async move { (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], format!(r#"{{"sid":"SM{n:032x}","status":"queued"}}"#)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, task))
+}
+
+/// An outbox of `m` due messages of one channel: `m` orders each told of a warehouse delay,
+/// decided by the engine and rendered exactly as the processor does.
+async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Result<Instant> {
+    let (mut settings, templates) = load(opts)?;
+    settings.policy.coalesce_seconds = 0;
+    let policy = &settings.policy;
+    let now = day()?;
+    let mut world = World::new(policy);
+    let mut batch = Batch::default();
+    let mut latest = now;
+    for n in 0..m {
+        let delayed = format!(
+            r#"{{"specversion":"1.0","id":"bench-delayed-{n}","source":"/warehouse/tilburg","type":"warehouse.delayed","time":"{DAY}","subject":"B-{n:07}","datacontenttype":"application/json","data":{{"order_id":"B-{n:07}","reason":"staff_shortage","expected_ship_at":"2026-11-12T10:00:00+01:00"}}}}"#
+        );
+        for line in [placed_line(n), delayed] {
+            let event = decode(line.as_bytes()).map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
+            let (_, decisions) = world.ingest(event, now).map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
+            for d in decisions.into_iter().filter(|d| d.channel == channel) {
+                let line = render_line(policy, &templates, &d, true).map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
+                latest = latest.max(d.send_at);
+                batch.messages.push(NewMessage {
+                    notification_key: d.notification_key(),
+                    order_id: d.order_id.clone(),
+                    kind: d.kind.as_str().to_string(),
+                    channel: d.channel.as_str().to_string(),
+                    recipient: d.to.clone(),
+                    send_at: d.send_at,
+                    line: serde_json::to_string(&line)?,
+                });
+            }
+        }
+    }
+    if batch.messages.len() as u64 != m {
+        bail!("dispatch: {} {} messages decided for {m} orders", batch.messages.len(), channel.as_str());
+    }
+    // Closed before the daemon opens it: the store is single-instance.
+    let store = Store::open(&dir.db_url()).await?;
+    store.commit(&batch, now).await?;
+    Ok(latest)
+}
+
+/// Messages of one channel settled `sent` per second, from the daemon's start until the
+/// last of `m` prefilled messages went to the loopback provider.
+async fn dispatch(opts: &Options, broker: &EmbeddedBroker, channel: Channel, m: u64, smtp_port: u16, twilio_url: &str) -> Result<f64> {
+    let dir = TempDir::new("dispatch")?;
+    let due = prefill(opts, &dir, channel, m).await?;
+    let started = Wall::now();
+    let running = start(
+        opts,
+        broker.bootstrap(),
+        &dir,
+        Clock::manual(due),
+        |_| {},
+        |c| {
+            c.email.backend = EmailBackendKind::Smtp;
+            c.email.smtp = SmtpConfig { host: "127.0.0.1".into(), port: smtp_port, tls: Tls::None, timeout_secs: 5, ..SmtpConfig::default() };
+            c.sms.backend = SmsBackendKind::Twilio;
+            c.sms.twilio = TwilioConfig {
+                base_url: twilio_url.to_string(),
+                account_sid: "ACbench".into(),
+                auth_token: Some("bench".into()),
+                from: Some("Belofte".into()),
+                timeout_secs: 5,
+                ..TwilioConfig::default()
+            };
+        },
+        None,
+    )
+    .await?;
+    let labels = [("channel", channel.as_str()), ("result", "sent")];
+    let result = async {
+        while (running.shared.metrics.counter("belofte_sends_total", &labels) as u64) < m {
+            let tried = running.shared.metrics.counter_total("belofte_sends_total") as u64;
+            if tried >= m + 100 || started.elapsed() > PATIENCE || running.is_finished() {
+                bail!("dispatch {}: {} of {m} sent ({tried} attempts)", channel.as_str(), running.shared.metrics.counter("belofte_sends_total", &labels));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(m as f64 / started.elapsed().as_secs_f64())
+    }
+    .await;
+    running.shutdown().await?;
+    result
+}
+
+/// Resident memory of this process in bytes (`VmRSS` of /proc/self/status).
+fn rss_bytes() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("/proc/self/status (Linux only)")?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .context("no VmRSS in /proc/self/status")?;
+    Ok(kb * 1024)
+}
+
+/// The child of `rss_mib_1m_orders`: a `World` with `orders` open orders, fed through
+/// `World::ingest`; prints the growth of resident memory in MiB.
+pub fn rss_child(opts: &Options, orders: u64) -> Result<()> {
+    let (settings, _templates) = load(opts)?;
+    let now = day()?;
+    let before = rss_bytes()?;
+    let mut world = World::new(&settings.policy);
+    for n in 0..orders {
+        let event = decode(placed_line(n).as_bytes()).map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
+        world.ingest(event, now).map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
+    }
+    let after = rss_bytes()?;
+    if world.order_count() as u64 != orders {
+        bail!("rss: {} orders held of {orders}", world.order_count());
+    }
+    println!("{}", after.saturating_sub(before) as f64 / (1024.0 * 1024.0));
+    Ok(())
+}
+
+fn rss_in_child(opts: &Options) -> Result<f64> {
+    let exe = std::env::current_exe().context("the bench's own executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench", "--rss-child", &opts.rss_orders.to_string()]);
+    if let Some(c) = &opts.config {
+        cmd.arg("--config").arg(c);
+    }
+    if let Some(t) = &opts.templates {
+        cmd.arg("--templates").arg(t);
+    }
+    let out = cmd.output().context("starting the memory child")?;
+    if !out.status.success() {
+        bail!("memory child failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().context("memory child's answer")
+}
+
+fn engine(opts: &Options, stream: &[u8], lines: usize) -> Result<f64> {
+    let (settings, templates) = load(opts)?;
+    let started = Wall::now();
+    let summary = Simulation::new(&settings.policy, &templates).run(stream, None, &mut std::io::sink(), &mut std::io::sink(), "bench")?;
+    let secs = started.elapsed().as_secs_f64();
+    if summary.lines != lines as u64 || summary.render_errors > 0 {
+        bail!("engine: {} of {lines} lines, {} render errors", summary.lines, summary.render_errors);
+    }
+    Ok(lines as f64 / secs)
+}
+
+fn step(what: &str) {
+    eprint!("  {what} …");
+    let _ = std::io::stderr().flush();
+}
+
+fn done(f: &Figure) {
+    eprintln!(" {}", f.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "));
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The whole run: measure, print the table, write the JSON.
+pub fn run(opts: &Options) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_all(opts))
+}
+
+async fn run_all(opts: &Options) -> Result<()> {
+    let reps = opts.reps.max(1);
+    let mut raw = Figure::new("raw_consume_eps", Target::None);
+    let mut engine_f = Figure::new("engine_eps", Target::AtLeast(500_000.0));
+    let mut pipeline = Figure::new("pipeline_eps", Target::AtLeast(100_000.0));
+    let mut ratio = Figure::new("pipeline_ratio", Target::AtLeast(0.10));
+    let mut p50 = Figure::new("latency_p50_ms", Target::None);
+    let mut p99 = Figure::new("latency_p99_ms", Target::Below(50.0));
+    let mut fan = Figure::new("fanout_100k_s", Target::Below(5.0));
+    let mut email = Figure::new("dispatch_email_ps", Target::AtLeast(2_000.0));
+    let mut sms = Figure::new("dispatch_sms_ps", Target::AtLeast(5_000.0));
+    let mut rss = Figure::new("rss_mib_1m_orders", Target::Below(1024.0));
+    let started = Wall::now();
+    eprintln!("belofte bench: {reps} repetitions on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+    let text = stream(opts.engine_events, 7)?;
+    let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    step(&format!("engine ({lines} events)"));
+    for _ in 0..reps {
+        engine_f.samples.push(engine(opts, &text, lines)?);
+    }
+    done(&engine_f);
+    drop(text);
+
+    let events = routed(&stream(opts.events, 7)?)?;
+    step(&format!("raw consume and pipeline ({} events)", events.len()));
+    for _ in 0..reps {
+        let (r, p) = consume_and_pipeline(opts, &events).await?;
+        raw.samples.push(r);
+        pipeline.samples.push(p);
+        ratio.samples.push(p / r);
+    }
+    eprintln!(" raw {}; pipeline {}", raw.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "), pipeline.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "));
+    drop(events);
+
+    step(&format!("latency ({} events/s for {} s)", opts.rate, opts.latency_secs));
+    for rep in 0..reps {
+        let events = routed(&stream(opts.rate * opts.latency_secs, 11 + rep as u64)?)?;
+        let (a, b) = latency(opts, events).await?;
+        p50.samples.push(a);
+        p99.samples.push(b);
+    }
+    eprintln!(" p99 {}", p99.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "));
+
+    step(&format!("fan-out ({} orders)", opts.fanout_orders));
+    for _ in 0..reps {
+        fan.samples.push(fanout(opts, opts.fanout_orders).await?);
+    }
+    done(&fan);
+
+    step(&format!("dispatch ({} messages per channel)", opts.dispatch_messages));
+    let (smtp_port, smtp) = smtp_sink().await?;
+    let (twilio_url, twilio) = twilio_sink().await?;
+    let b = broker(3)?;
+    for _ in 0..reps {
+        email.samples.push(dispatch(opts, &b, Channel::Email, opts.dispatch_messages, smtp_port, &twilio_url).await?);
+        sms.samples.push(dispatch(opts, &b, Channel::Sms, opts.dispatch_messages, smtp_port, &twilio_url).await?);
+    }
+    smtp.abort();
+    twilio.abort();
+    drop(b);
+    eprintln!(" email {}; sms {}", email.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "), sms.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "));
+
+    step(&format!("memory ({} orders, in a child process)", opts.rss_orders));
+    for _ in 0..reps {
+        rss.samples.push(rss_in_child(opts)?);
+    }
+    done(&rss);
+
+    let figures = [raw, engine_f, pipeline, ratio, p50, p99, fan, email, sms, rss];
+    print_table(opts, &figures, started.elapsed());
+    if let Some(path) = &opts.json {
+        let map: serde_json::Map<String, Value> = figures.iter().map(|f| (f.key.to_string(), serde_json::json!(f.median()))).collect();
+        std::fs::write(path, serde_json::to_string_pretty(&Value::Object(map))? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_table(opts: &Options, figures: &[Figure], took: Duration) {
+    println!();
+    println!(
+        "belofte bench — {} repetitions; {} events (raw, pipeline), {} (engine), {}/s for {} s (latency), {} orders (fan-out), {} per channel (dispatch), {} orders (memory); {:.0} s",
+        opts.reps.max(1),
+        opts.events,
+        opts.engine_events,
+        opts.rate,
+        opts.latency_secs,
+        opts.fanout_orders,
+        opts.dispatch_messages,
+        opts.rss_orders,
+        took.as_secs_f64()
+    );
+    println!();
+    println!("{:<20} {:>12} {:>25} {:>12} {:>5}", "figure", "median", "spread (min–max)", "target", "met");
+    for f in figures {
+        let (min, max) = f.samples.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let target = match f.target {
+            Target::None => "—".to_string(),
+            Target::AtLeast(t) => format!("≥ {}", fmt(t)),
+            Target::Below(t) => format!("< {}", fmt(t)),
+        };
+        println!("{:<20} {:>12} {:>25} {:>12} {:>5}", f.key, fmt(f.median()), format!("{} – {}", fmt(min), fmt(max)), target, f.met());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placed_lines_decode() {
+        assert!(decode(placed_line(42).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn median_of_even_and_odd() {
+        let mut f = Figure::new("x", Target::AtLeast(2.0));
+        f.samples = vec![3.0, 1.0, 2.0];
+        assert_eq!(f.median(), 2.0);
+        assert_eq!(f.met(), "yes");
+        f.samples.push(10.0);
+        assert_eq!(f.median(), 2.5);
+    }
+
+    #[test]
+    fn rss_is_read() {
+        assert!(rss_bytes().is_ok_and(|b| b > 0));
+    }
+}
+

@@ -1,0 +1,46 @@
+//! `belofte bench` with tiny sizes, so the benchmark cannot silently rot. Not timed: it
+//! checks that every measurement runs and the JSON has exactly the agreed keys.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+#[test]
+fn bench_runs_with_tiny_sizes_and_writes_every_figure() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_belofte"))
+        .current_dir(&root)
+        .args(["bench", "--reps", "1", "--events", "2000", "--engine-events", "2000", "--rate", "500", "--latency-secs", "2"])
+        .args(["--fanout-orders", "300", "--dispatch-messages", "40", "--rss-orders", "2000", "--json"])
+        .arg(&json)
+        .output()
+        .expect("belofte bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("pipeline_ratio"), "no table printed:\n{stdout}");
+
+    let figures: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("JSON object");
+    let keys: BTreeSet<&str> = figures.keys().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = [
+        "raw_consume_eps",
+        "engine_eps",
+        "pipeline_eps",
+        "pipeline_ratio",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "fanout_100k_s",
+        "dispatch_email_ps",
+        "dispatch_sms_ps",
+        "rss_mib_1m_orders",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(keys, expected);
+    for (key, value) in &figures {
+        let v = value.as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v > 0.0, "{key} = {value}");
+    }
+}
