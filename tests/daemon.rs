@@ -307,7 +307,8 @@ async fn a_crash_mid_stream_loses_nothing_and_sends_nothing_twice() {
     }
     assert_eq!(by_key.len(), want_email, "every email, none lost");
     assert!(by_key.values().all(|ids| ids.len() == 1), "one Message-ID per notification");
-    assert!(mails.len() <= want_email + 1, "at most the one email in flight at the crash is repeated");
+    // Only sends in flight at the crash (at most the SMTP pool's 4 connections) are repeated.
+    assert!(mails.len() <= want_email + 4, "only emails in flight at the crash are repeated: {} for {want_email}", mails.len());
     // Twilio: every SMS exactly once (a cut-off send is looked up before any resend).
     let posts = peers.twilio.posts();
     let mut bodies: Vec<(String, String)> =
