@@ -294,23 +294,18 @@ impl Store {
                     .await?;
                 ("sent", provider_id.clone())
             }
-            Settle::Retry { error, at } => {
-                sqlx::query("UPDATE outbox SET status = 'pending', attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")
+            // Both wait for a later attempt; they differ only in the status it resumes from.
+            Settle::Retry { error, at } | Settle::Unknown { error, at } => {
+                let (status, label) =
+                    if matches!(outcome, Settle::Retry { .. }) { ("pending", "retry") } else { ("unknown", "unknown") };
+                sqlx::query("UPDATE outbox SET status = ?4, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")
                     .bind(row.id)
                     .bind(ts(*at))
                     .bind(error)
+                    .bind(status)
                     .execute(&mut *tx)
                     .await?;
-                ("retry", Some(error.clone()))
-            }
-            Settle::Unknown { error, at } => {
-                sqlx::query("UPDATE outbox SET status = 'unknown', attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")
-                    .bind(row.id)
-                    .bind(ts(*at))
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await?;
-                ("unknown", Some(error.clone()))
+                (label, Some(error.clone()))
             }
             Settle::Failed { error, suppress } => {
                 sqlx::query("UPDATE outbox SET status = 'failed', attempts = attempts + 1, finished_at = ?2, last_error = ?3 WHERE id = ?1")
