@@ -50,21 +50,38 @@ const DAY: &str = "2026-11-03T10:00:00+01:00";
 const PATIENCE: Duration = Duration::from_secs(600);
 
 /// The sizes of one run (`belofte bench` flags).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// Repetitions of every measurement; the figure is their median.
+    #[arg(long, default_value_t = 3)]
     pub reps: usize,
-    /// Events per repetition for raw consume and the pipeline (the same records for both).
+    /// Events for raw consume and the pipeline (the same records for both).
+    #[arg(long, default_value_t = 100_000)]
     pub events: u64,
+    /// Events for the engine alone (decode + decide + render, as `simulate`).
+    #[arg(long, default_value_t = 500_000)]
     pub engine_events: u64,
-    /// Offered load of the latency run, events/s, and how long it lasts.
+    /// Offered load of the latency run, events per second ...
+    #[arg(long, default_value_t = 5_000)]
     pub rate: u64,
+    /// ... for this many seconds.
+    #[arg(long, default_value_t = 10)]
     pub latency_secs: u64,
+    /// Open orders covered by the warehouse incident of the fan-out run.
+    #[arg(long, default_value_t = 100_000)]
     pub fanout_orders: u64,
-    /// Messages per channel in the outbox before the dispatch run.
+    /// Messages per channel in the outbox of the dispatch run.
+    #[arg(long, default_value_t = 2_000)]
     pub dispatch_messages: u64,
+    /// Open orders in state for the memory figure.
+    #[arg(long, default_value_t = 1_000_000)]
     pub rss_orders: u64,
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    #[arg(long)]
     pub templates: Option<PathBuf>,
+    /// Write the medians as JSON to this file.
+    #[arg(long)]
     pub json: Option<PathBuf>,
 }
 

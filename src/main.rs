@@ -82,42 +82,19 @@ enum Command {
     /// Measure the whole pipeline against the broker's own limit (docs/BENCHMARKS.md):
     /// prints a table of medians with their spread; `--json FILE` writes the medians.
     Bench {
-        /// Repetitions of every measurement; the figure is their median.
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
-        /// Events for raw consume and the pipeline (the same records for both).
-        #[arg(long, default_value_t = 100_000)]
-        events: u64,
-        /// Events for the engine alone (decode + decide + render, as `simulate`).
-        #[arg(long, default_value_t = 500_000)]
-        engine_events: u64,
-        /// Offered load of the latency run, events per second ...
-        #[arg(long, default_value_t = 5_000)]
-        rate: u64,
-        /// ... for this many seconds.
-        #[arg(long, default_value_t = 10)]
-        latency_secs: u64,
-        /// Open orders covered by the warehouse incident of the fan-out run.
-        #[arg(long, default_value_t = 100_000)]
-        fanout_orders: u64,
-        /// Messages per channel in the outbox of the dispatch run.
-        #[arg(long, default_value_t = 2_000)]
-        dispatch_messages: u64,
-        /// Open orders in state for the memory figure.
-        #[arg(long, default_value_t = 1_000_000)]
-        rss_orders: u64,
-        /// Write the medians as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        templates: Option<PathBuf>,
+        #[command(flatten)]
+        options: belofte::bench::Options,
         /// Internal: be the memory measurement's child process with this many orders.
         #[arg(long, hide = true)]
         rss_child: Option<u64>,
     },
 }
+
+// The engine allocates and frees many small strings, often on another thread than the
+// one that made them (decode → decide → render); glibc's malloc spent a fifth of
+// `simulate`'s time there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -151,7 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let stderr = std::io::stderr();
             let mut err = std::io::BufWriter::new(stderr.lock());
             let label = events.display().to_string();
-            let summary = Simulation::new(&settings.policy, &templates).run(
+            let summary = Simulation::new(&settings.policy, &templates).process_ends_after().run(
                 BufReader::with_capacity(1 << 16, file),
                 until,
                 &mut out,
@@ -217,33 +194,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(belofte::demo::run(settings, templates, out, scenarios, speed))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench {
-            reps,
-            events,
-            engine_events,
-            rate,
-            latency_secs,
-            fanout_orders,
-            dispatch_messages,
-            rss_orders,
-            json,
-            config,
-            templates,
-            rss_child,
-        } => {
-            let opts = belofte::bench::Options {
-                reps,
-                events,
-                engine_events,
-                rate,
-                latency_secs,
-                fanout_orders,
-                dispatch_messages,
-                rss_orders,
-                config,
-                templates,
-                json,
-            };
+        Command::Bench { options: opts, rss_child } => {
             match rss_child {
                 Some(orders) => belofte::bench::rss_child(&opts, orders)?,
                 None => belofte::bench::run(&opts)?,

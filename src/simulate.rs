@@ -11,7 +11,7 @@ use crate::core::engine::Decision;
 use crate::core::event::{decode, Event, Rejection};
 use crate::core::output::render_line;
 use crate::core::policy::Policy;
-use crate::core::world::{Outcome, World};
+use crate::core::world::{event_key, Outcome, World};
 use crate::render::Templates;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -31,11 +31,19 @@ pub const DEFAULT_RUN_ON_DAYS: i64 = 7;
 pub struct Simulation<'a> {
     policy: &'a Policy,
     templates: &'a Templates,
+    process_ends_after: bool,
 }
 
 impl<'a> Simulation<'a> {
     pub fn new(policy: &'a Policy, templates: &'a Templates) -> Self {
-        Simulation { policy, templates }
+        Simulation { policy, templates, process_ends_after: false }
+    }
+
+    /// The process exits after this run (the CLI): the world is not freed order by order,
+    /// which took a few percent of a large run; the OS takes the memory back at exit.
+    pub fn process_ends_after(mut self) -> Self {
+        self.process_ends_after = true;
+        self
     }
 
     /// Run the whole stream. `out` gets the message lines, `err` the rejections (with line
@@ -54,7 +62,9 @@ impl<'a> Simulation<'a> {
     ) -> std::io::Result<Summary> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decision>>(64);
         std::thread::scope(|scope| {
-            let writer = scope.spawn(move || self.render_all(rx, out));
+            let writer = std::thread::Builder::new()
+                .name("render".into())
+                .spawn_scoped(scope, move || self.render_all(rx, out))?;
             let decided = self.decide_all(input, until, tx, err, label);
             let rendered = writer.join().map_err(|_| std::io::Error::other("the rendering thread panicked"))?;
             let (messages, failures) = rendered?;
@@ -107,9 +117,10 @@ impl<'a> Simulation<'a> {
     ) -> std::io::Result<Summary> {
         const BATCH: usize = 256;
         // Decoding is pure per line: a third thread does it ahead of the engine.
-        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<Vec<(u64, Result<Event, Rejection>)>>(64);
+        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<Vec<(u64, Result<(Event, u128), Rejection>)>>(64);
         std::thread::scope(|scope| {
-            let reader = scope.spawn(move || decode_lines(input, lines_tx));
+            let reader =
+                std::thread::Builder::new().name("decode".into()).spawn_scoped(scope, move || decode_lines(input, lines_tx))?;
             let mut world = World::new(self.policy);
             let mut summary = Summary::default();
             let mut clock: Option<Instant> = None;
@@ -125,7 +136,7 @@ impl<'a> Simulation<'a> {
             'lines: for batch in lines_rx {
                 for (number, decoded) in batch {
                     summary.lines += 1;
-                    let event = match decoded {
+                    let (event, key) = match decoded {
                         Ok(e) => e,
                         Err(reason) => {
                             summary.rejected += 1;
@@ -139,7 +150,7 @@ impl<'a> Simulation<'a> {
                         break 'lines;
                     }
                     report_dead(&mut world, &mut summary, err, label)?;
-                    let ok = match world.ingest(event, arrival) {
+                    let ok = match world.ingest_keyed(event, key, arrival) {
                         Ok((Outcome::Duplicate, _)) => {
                             summary.duplicates += 1;
                             true
@@ -168,6 +179,9 @@ impl<'a> Simulation<'a> {
             if !pending.is_empty() {
                 let _ = tx.send(pending);
             }
+            if self.process_ends_after {
+                std::mem::forget(world);
+            }
             Ok(summary)
         })
     }
@@ -176,7 +190,7 @@ impl<'a> Simulation<'a> {
 /// Read and decode lines in batches, with their line numbers; blank lines are skipped.
 fn decode_lines(
     mut input: impl BufRead,
-    tx: std::sync::mpsc::SyncSender<Vec<(u64, Result<Event, Rejection>)>>,
+    tx: std::sync::mpsc::SyncSender<Vec<(u64, Result<(Event, u128), Rejection>)>>,
 ) -> std::io::Result<()> {
     const BATCH: usize = 512;
     let mut buf = Vec::with_capacity(1024);
@@ -191,7 +205,11 @@ fn decode_lines(
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        batch.push((number, decode(&buf)));
+        // The duplicate key is pure too: hashed here, off the engine's thread.
+        batch.push((number, decode(&buf).map(|e| {
+            let key = event_key(&e.source, &e.id);
+            (e, key)
+        })));
         if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
             return Ok(());
         }

@@ -88,7 +88,7 @@ fn run(policy: &Policy, events: &[Event]) -> (Vec<Decision>, HashMap<String, Ins
         clock = clock.max(e.time);
         out.extend(world.advance(clock));
         if let Fact::OrderCancelled { order_id, .. } = &e.fact {
-            cancelled.entry(order_id.clone()).or_insert(clock);
+            cancelled.entry(order_id.to_string()).or_insert(clock);
         }
         out.extend(world.ingest(e.clone(), clock).expect("accepted").1);
     }

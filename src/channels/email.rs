@@ -392,9 +392,11 @@ impl SmtpInner {
                 Tls::Tls => self.tls_parameters.clone(),
                 Tls::None | Tls::StartTls => None,
             };
-            let mut conn = if self.tls == Tls::None {
+            let mut conn = if self.tls != Tls::Tls {
                 // Our own socket, with Nagle off: SMTP is a dialogue of small writes, and
-                // Nagle meeting delayed ACKs costs ~40 ms per command on a plain connection.
+                // Nagle meeting delayed ACKs costs ~40 ms per command. STARTTLS upgrades
+                // this same socket below. Implicit TLS (port 465) still goes through
+                // lettre's own connect, which does not expose its socket.
                 let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
                     .await
                     .map_err(|e| SendOutcome::Transient(format!("smtp connect to {server}: {e}")))?;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::calendar::{self, local_date};
 use super::domain::{Channel, EscalationWhy, Instant, Item, Kind, Lang, PickupPoint, Reason};
 use super::event::{normalise_postal_code, Customer, Event, Fact, OrderPlaced, Rejection, Shipping};
+use super::name::Name;
 use super::notice::Notice;
 use super::policy::{Brand, Policy};
 
@@ -81,14 +82,14 @@ pub struct Timers {
 /// Everything the engine keeps about one order. Serialisable: the daemon stores it as is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderState {
-    pub order_id: String,
-    pub brand: String,
+    pub order_id: Name,
+    pub brand: Name,
     /// The locale messages are written for (the customer's, or the brand's default).
-    pub locale: String,
+    pub locale: Name,
     pub lang: Lang,
     pub customer: Customer,
     pub shipping: Shipping,
-    pub warehouse: String,
+    pub warehouse: Name,
     pub items: Vec<Item>,
     pub promise_label: Option<String>,
     pub placed_at: Instant,
@@ -97,8 +98,8 @@ pub struct OrderState {
     /// The promise the customer holds now; `None` after we said we have no date yet.
     pub promise: Option<Instant>,
     pub status: Status,
-    pub carrier: Option<String>,
-    pub tracking_number: Option<String>,
+    pub carrier: Option<Name>,
+    pub tracking_number: Option<Name>,
     pub shipped_at: Option<Instant>,
     pub delivered_at: Option<Instant>,
     pub estimate: Estimate,
@@ -198,7 +199,7 @@ fn brand_of<'p>(policy: &'p Policy, id: &str) -> Option<&'p Brand> {
 impl OrderState {
     /// A new order from `order.placed`. Refused when its brand is not configured: the
     /// event is dead-lettered rather than spoken to in an unknown voice.
-    pub fn place(policy: &Policy, order: &OrderPlaced) -> Result<OrderState, Rejection> {
+    pub fn place(policy: &Policy, order: OrderPlaced) -> Result<OrderState, Rejection> {
         let brand = brand_of(policy, &order.brand).ok_or_else(|| Rejection::Field {
             field: "data.brand".into(),
             message: format!(
@@ -215,21 +216,21 @@ impl OrderState {
         };
         let (locale, lang) = match Lang::of_locale(&order.customer.locale) {
             Some(lang) => (order.customer.locale.clone(), lang),
-            None => (brand.default_locale.clone(), Lang::of_locale(&brand.default_locale).unwrap_or(Lang::En)),
+            None => (Name::from(&brand.default_locale), Lang::of_locale(&brand.default_locale).unwrap_or(Lang::En)),
         };
         let ship_by = calendar::ship_by(policy, tz, method, original);
-        let mut shipping = order.shipping.clone();
-        shipping.postal_code = normalise_postal_code(&shipping.postal_code);
+        let mut shipping = order.shipping;
+        shipping.postal_code = normalise_postal_code(&shipping.postal_code).into();
         Ok(OrderState {
-            order_id: order.order_id.clone(),
-            brand: order.brand.clone(),
+            order_id: order.order_id,
+            brand: order.brand,
             locale,
             lang,
-            customer: order.customer.clone(),
+            customer: order.customer,
             shipping,
-            warehouse: order.warehouse.clone(),
-            items: order.items.clone(),
-            promise_label: order.promise_label.clone(),
+            warehouse: order.warehouse,
+            items: order.items,
+            promise_label: order.promise_label,
             placed_at: order.placed_at,
             original,
             promise: Some(original),
@@ -269,8 +270,9 @@ impl OrderState {
 
     /// The earliest moment this order needs the engine again, if any.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        [
-            self.pending.as_ref().map(|p| p.due),
+        // Asked several times per event: a plain loop, not an iterator chain.
+        let mut next = self.pending.as_ref().map(|p| p.due);
+        for t in [
             self.held_sms.as_ref().map(|h| h.release_at),
             self.timers.ship_by,
             self.timers.promise_passed,
@@ -279,7 +281,12 @@ impl OrderState {
         ]
         .into_iter()
         .flatten()
-        .min()
+        {
+            if next.is_none_or(|n| t < n) {
+                next = Some(t);
+            }
+        }
+        next
     }
 
     /// Whether an incident covers this order, as policy.md defines coverage.
@@ -752,16 +759,16 @@ impl<'p> Engine<'p> {
 
         let promise = PromiseChange { original: state.original, previous, new };
         let notice = Notice {
-            order_id: state.order_id.clone(),
+            order_id: state.order_id.to_string(),
             kind,
-            brand: state.brand.clone(),
-            locale: state.locale.clone(),
+            brand: state.brand.to_string(),
+            locale: state.locale.to_string(),
             lang: state.lang,
             customer_name: state.customer.name.clone(),
             items: state.items.clone(),
             promise_label: state.promise_label.clone(),
-            carrier: state.carrier.clone().or_else(|| Some(state.shipping.carrier.clone())),
-            tracking_number: state.tracking_number.clone(),
+            carrier: Some(state.carrier.as_ref().unwrap_or(&state.shipping.carrier).to_string()),
+            tracking_number: state.tracking_number.as_deref().map(str::to_string),
             reason: match kind {
                 Kind::AtRisk | Kind::BackOnTrack => None,
                 _ => state.reason,
@@ -781,7 +788,7 @@ impl<'p> Engine<'p> {
         };
         state.notices_decided += 1;
         let seq = state.notices_decided;
-        let (order_id, brand_id, locale) = (state.order_id.clone(), state.brand.clone(), state.locale.clone());
+        let (order_id, brand_id, locale) = (state.order_id.to_string(), state.brand.to_string(), state.locale.to_string());
         let header = |kind: Kind, channel: Channel, to: Option<String>, compensation_eur: Option<u32>| Decision {
             order_id: order_id.clone(),
             kind,

@@ -7,13 +7,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::domain::{Channel, Eta, Instant, Item, PickupPoint, Reason};
+use super::name::Name;
 
 /// One accepted event: who said it, when it happened, and what. Serialisable so that the
 /// daemon can keep parked events.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
-    pub id: String,
-    pub source: String,
+    pub id: Name,
+    pub source: Name,
     pub time: Instant,
     pub fact: Fact,
 }
@@ -28,25 +29,25 @@ impl Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Fact {
     OrderPlaced(Box<OrderPlaced>),
-    OrderCancelled { order_id: String, reason: Option<String> },
-    Picked { order_id: String },
-    Packed { order_id: String },
-    Shipped { order_id: String, carrier: String, tracking_number: String, eta: Option<Eta> },
-    WarehouseDelayed { order_id: String, reason: Reason, expected_ship_at: Option<Instant> },
-    Backorder { order_id: String, sku: String, expected_restock_at: Option<Instant> },
-    WarehouseIncident { warehouse: String, reason: Reason, expected_recovery_at: Option<Instant> },
-    InTransit { tracking_number: String, eta: Option<Eta> },
-    EtaUpdated { tracking_number: String, eta: Eta, reason: Option<Reason> },
-    Exception { tracking_number: String, reason: Reason, eta: Option<Eta> },
-    OutForDelivery { tracking_number: String, eta: Option<Eta> },
+    OrderCancelled { order_id: Name, reason: Option<String> },
+    Picked { order_id: Name },
+    Packed { order_id: Name },
+    Shipped { order_id: Name, carrier: Name, tracking_number: Name, eta: Option<Eta> },
+    WarehouseDelayed { order_id: Name, reason: Reason, expected_ship_at: Option<Instant> },
+    Backorder { order_id: Name, sku: String, expected_restock_at: Option<Instant> },
+    WarehouseIncident { warehouse: Name, reason: Reason, expected_recovery_at: Option<Instant> },
+    InTransit { tracking_number: Name, eta: Option<Eta> },
+    EtaUpdated { tracking_number: Name, eta: Eta, reason: Option<Reason> },
+    Exception { tracking_number: Name, reason: Reason, eta: Option<Eta> },
+    OutForDelivery { tracking_number: Name, eta: Option<Eta> },
     DeliveryFailed {
-        tracking_number: String,
+        tracking_number: Name,
         reason: Reason,
         next_attempt_at: Option<Instant>,
         pickup_point: Option<PickupPoint>,
     },
-    Delivered { tracking_number: String },
-    CarrierIncident { carrier: String, reason: Reason, expected_delay_minutes: i64, postal_code_prefixes: Vec<String> },
+    Delivered { tracking_number: Name },
+    CarrierIncident { carrier: Name, reason: Reason, expected_delay_minutes: i64, postal_code_prefixes: Vec<Name> },
 }
 
 /// Where an event belongs: one order, one parcel, or every order an incident covers.
@@ -100,12 +101,12 @@ impl Fact {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderPlaced {
-    pub order_id: String,
-    pub brand: String,
+    pub order_id: Name,
+    pub brand: Name,
     pub placed_at: Instant,
     pub customer: Customer,
     pub shipping: Shipping,
-    pub warehouse: String,
+    pub warehouse: Name,
     pub items: Vec<Item>,
     pub deliver_by: Option<Instant>,
     pub promise_label: Option<String>,
@@ -116,17 +117,17 @@ pub struct Customer {
     pub name: String,
     pub email: Option<String>,
     pub phone: Option<String>,
-    pub locale: String,
+    pub locale: Name,
     /// Consent: the channels the customer agreed to, in the order given, without repeats.
     pub channels: Vec<Channel>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Shipping {
-    pub method: String,
-    pub carrier: String,
-    pub country: String,
-    pub postal_code: String,
+    pub method: Name,
+    pub carrier: Name,
+    pub country: Name,
+    pub postal_code: Name,
 }
 
 /// Why an event was refused. `Display` is the reason an operator reads in the log, the
@@ -196,7 +197,7 @@ fn decode_careful(raw: &[u8]) -> Result<Event, Rejection> {
     let time = parse_time(time).ok_or_else(|| field("time", format!("{time:?} is not RFC 3339 with an offset")))?;
     let data = env.data.ok_or_else(|| field("data", "missing"))?;
     let fact = decode_data(kind, data.get())?;
-    Ok(Event { id, source, time, fact })
+    Ok(Event { id: id.into(), source: source.into(), time, fact })
 }
 
 fn non_empty(name: &str, value: Option<String>) -> Result<String, Rejection> {
@@ -258,9 +259,9 @@ impl<'de> de::DeserializeSeed<'de> for FactSeed<'_> {
 #[derive(Default)]
 struct FastEnvelope {
     specversion_ok: bool,
-    id: Option<String>,
-    source: Option<String>,
-    kind: Option<String>,
+    id: Option<Name>,
+    source: Option<Name>,
+    kind: Option<&'static str>,
     time: Option<Instant>,
     fact: Option<Fact>,
 }
@@ -276,19 +277,41 @@ impl<'de> de::Visitor<'de> for FastVisitor {
 
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<FastEnvelope, A::Error> {
         let mut env = FastEnvelope::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "specversion" => env.specversion_ok = map.next_value::<std::borrow::Cow<'de, str>>()? == "1.0",
-                "id" => env.id = Some(map.next_value()?),
-                "source" => env.source = Some(map.next_value()?),
-                "type" => env.kind = Some(map.next_value()?),
-                "time" => env.time = Some(map.next_value::<Time>()?.0),
-                "data" => match env.kind.as_deref().filter(|k| KNOWN_TYPES.contains(k)) {
+        #[derive(Clone, Copy)]
+        enum Key {
+            Specversion,
+            Id,
+            Source,
+            Type,
+            Time,
+            Data,
+            Other,
+        }
+        let key_of = |k: &str| {
+            Ok(match k {
+                "specversion" => Key::Specversion,
+                "id" => Key::Id,
+                "source" => Key::Source,
+                "type" => Key::Type,
+                "time" => Key::Time,
+                "data" => Key::Data,
+                _ => Key::Other,
+            })
+        };
+        while let Some(key) = map.next_key_seed(with_str(key_of))? {
+            match key {
+                Key::Specversion => env.specversion_ok = map.next_value_seed(with_str(|v| Ok(v == "1.0")))?,
+                Key::Id => env.id = Some(map.next_value()?),
+                Key::Source => env.source = Some(map.next_value()?),
+                // An unknown type fails here; the careful path says why.
+                Key::Type => env.kind = Some(map.next_value_seed(with_str(known_type))?),
+                Key::Time => env.time = Some(map.next_value::<Time>()?.0),
+                Key::Data => match env.kind {
                     Some(kind) => env.fact = Some(map.next_value_seed(FactSeed(kind))?),
                     // `data` before `type`: the careful path handles that order.
                     None => return Err(de::Error::custom("data before type")),
                 },
-                _ => {
+                Key::Other => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
             }
@@ -298,7 +321,9 @@ impl<'de> de::Visitor<'de> for FastVisitor {
 }
 
 fn decode_fast(raw: &[u8]) -> Result<Event, ()> {
-    let mut de = serde_json::Deserializer::from_slice(raw);
+    // One UTF-8 check of the whole line (ASCII fast path) instead of one per string.
+    let text = std::str::from_utf8(raw).map_err(|_| ())?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let env = de::Deserializer::deserialize_map(&mut de, FastVisitor).map_err(|_| ())?;
     de.end().map_err(|_| ())?;
     match env {
@@ -426,7 +451,7 @@ fn decode_data<'de, S: Source<'de>>(kind: &str, src: S) -> Result<Fact, Rejectio
                     .postal_code_prefixes
                     .unwrap_or_default()
                     .iter()
-                    .map(|p| normalise_postal_code(p))
+                    .map(|p| Name::from(normalise_postal_code(p)))
                     .filter(|p| !p.is_empty())
                     .collect(),
             }
@@ -441,7 +466,7 @@ pub fn normalise_postal_code(code: &str) -> String {
     code.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect()
 }
 
-fn id_field(name: &str, value: String) -> Result<String, Rejection> {
+fn id_field(name: &str, value: Name) -> Result<Name, Rejection> {
     if value.trim().is_empty() {
         Err(field(name, "is empty"))
     } else {
@@ -466,31 +491,64 @@ struct Time(Instant);
 
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
-        parse_time(&s)
-            .map(Time)
-            .ok_or_else(|| de::Error::custom(format!("{s:?} is not RFC 3339 with an offset")))
+        d.deserialize_str(with_str(|s| parse_time(s).map(Time).ok_or_else(|| format!("{s:?} is not RFC 3339 with an offset"))))
+    }
+}
+
+/// A reason code, read without allocating.
+struct ReasonCode(Reason);
+
+impl<'de> Deserialize<'de> for ReasonCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(with_str(|s| Ok(ReasonCode(Reason::from_code(s)))))
     }
 }
 
 fn reason_code<'de, D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
-    let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
-    Ok(Reason::from_code(&s))
+    Ok(ReasonCode::deserialize(d)?.0)
 }
 
 fn reason_code_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Reason>, D::Error> {
-    let s: Option<std::borrow::Cow<'de, str>> = Deserialize::deserialize(d)?;
-    Ok(s.map(|s| Reason::from_code(&s)))
+    Ok(Option::<ReasonCode>::deserialize(d)?.map(|r| r.0))
+}
+
+/// Hands a string to a function without allocating it: serde's `Cow<str>` always makes an
+/// owned copy, which was a tenth of decoding (keys, times, codes of every event).
+struct WithStr<F>(F);
+
+fn with_str<T, F: FnOnce(&str) -> Result<T, String>>(f: F) -> WithStr<F> {
+    WithStr(f)
+}
+
+impl<'de, T, F: FnOnce(&str) -> Result<T, String>> de::Visitor<'de> for WithStr<F> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
+impl<'de, T, F: FnOnce(&str) -> Result<T, String>> de::DeserializeSeed<'de> for WithStr<F> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+fn known_type(kind: &str) -> Result<&'static str, String> {
+    KNOWN_TYPES.iter().copied().find(|k| *k == kind).ok_or_else(|| format!("unknown type {kind:?}"))
 }
 
 #[derive(Deserialize)]
 struct OrderOnly {
-    order_id: String,
+    order_id: Name,
 }
 
 #[derive(Deserialize)]
 struct CancelledData {
-    order_id: String,
+    order_id: Name,
     #[serde(default)]
     reason: Option<String>,
 }
@@ -503,16 +561,16 @@ struct EtaData {
 
 #[derive(Deserialize)]
 struct ShippedData {
-    order_id: String,
-    carrier: String,
-    tracking_number: String,
+    order_id: Name,
+    carrier: Name,
+    tracking_number: Name,
     #[serde(default)]
     eta: Option<EtaData>,
 }
 
 #[derive(Deserialize)]
 struct DelayedData {
-    order_id: String,
+    order_id: Name,
     #[serde(deserialize_with = "reason_code")]
     reason: Reason,
     #[serde(default)]
@@ -521,7 +579,7 @@ struct DelayedData {
 
 #[derive(Deserialize)]
 struct BackorderData {
-    order_id: String,
+    order_id: Name,
     sku: String,
     #[serde(default)]
     expected_restock_at: Option<Time>,
@@ -529,7 +587,7 @@ struct BackorderData {
 
 #[derive(Deserialize)]
 struct WarehouseIncidentData {
-    warehouse: String,
+    warehouse: Name,
     #[serde(deserialize_with = "reason_code")]
     reason: Reason,
     #[serde(default)]
@@ -538,19 +596,19 @@ struct WarehouseIncidentData {
 
 #[derive(Deserialize)]
 struct TrackingData {
-    tracking_number: String,
+    tracking_number: Name,
 }
 
 #[derive(Deserialize)]
 struct TrackingEtaData {
-    tracking_number: String,
+    tracking_number: Name,
     #[serde(default)]
     eta: Option<EtaData>,
 }
 
 #[derive(Deserialize)]
 struct EtaUpdatedData {
-    tracking_number: String,
+    tracking_number: Name,
     eta: EtaData,
     #[serde(default, deserialize_with = "reason_code_opt")]
     reason: Option<Reason>,
@@ -558,7 +616,7 @@ struct EtaUpdatedData {
 
 #[derive(Deserialize)]
 struct ExceptionData {
-    tracking_number: String,
+    tracking_number: Name,
     #[serde(deserialize_with = "reason_code")]
     reason: Reason,
     #[serde(default)]
@@ -567,7 +625,7 @@ struct ExceptionData {
 
 #[derive(Deserialize)]
 struct FailedData {
-    tracking_number: String,
+    tracking_number: Name,
     #[serde(deserialize_with = "reason_code")]
     reason: Reason,
     #[serde(default)]
@@ -578,12 +636,12 @@ struct FailedData {
 
 #[derive(Deserialize)]
 struct CarrierIncidentData {
-    carrier: String,
+    carrier: Name,
     #[serde(deserialize_with = "reason_code")]
     reason: Reason,
     expected_delay_hours: f64,
     #[serde(default)]
-    postal_code_prefixes: Option<Vec<String>>,
+    postal_code_prefixes: Option<Vec<Name>>,
 }
 
 #[derive(Deserialize)]
@@ -593,8 +651,8 @@ struct CustomerData {
     email: Option<String>,
     #[serde(default)]
     phone: Option<String>,
-    locale: String,
-    channels: Vec<String>,
+    locale: Name,
+    channels: Vec<Name>,
 }
 
 #[derive(Deserialize)]
@@ -606,12 +664,12 @@ struct PromiseData {
 
 #[derive(Deserialize)]
 struct PlacedData {
-    order_id: String,
-    brand: String,
+    order_id: Name,
+    brand: Name,
     placed_at: Time,
     customer: CustomerData,
     shipping: Shipping,
-    warehouse: String,
+    warehouse: Name,
     items: Vec<Item>,
     #[serde(default)]
     promise: Option<PromiseData>,

@@ -88,43 +88,88 @@ impl Dispatcher {
         chrono::Duration::milliseconds((capped * jitter) as i64)
     }
 
-    /// The worker of one channel, until shutdown. In-flight sends finish before it returns.
+    /// The worker of one channel, until shutdown. Up to `batch` sends are in flight; as
+    /// soon as some end, those that ended are settled together in one transaction and the
+    /// freed places are topped up from the outbox. In-flight sends finish (and are
+    /// settled) before it returns.
     pub async fn run(self: Arc<Self>, channel: &'static str, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let poll = self.shared.clock.real(Duration::from_millis(self.cfg.poll_ms)).max(Duration::from_millis(5));
+        let mut in_flight: JoinSet<(Claimed, Settle)> = JoinSet::new();
         loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            if let Some(until) = self.paused_until(channel) {
-                let wait = self.shared.clock.until(until).min(Duration::from_secs(5));
-                tokio::select! { _ = shutdown.changed() => {}, _ = tokio::time::sleep(wait) => {} }
-                continue;
-            }
-            let now = self.shared.clock.now();
-            let rows = match self.store.claim(channel, now, self.cfg.batch).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(channel, error = %e, "cannot claim outbox rows");
-                    tokio::time::sleep(poll).await;
-                    continue;
+            let stopping = *shutdown.borrow();
+            let paused = self.paused_until(channel);
+            let room = self.cfg.batch.max(1) - in_flight.len() as i64;
+            if !stopping && paused.is_none() && room > 0 {
+                let now = self.shared.clock.now();
+                match self.store.claim(channel, now, room).await {
+                    Ok(rows) => self.start(channel, rows, &mut in_flight).await,
+                    Err(e) => {
+                        tracing::warn!(channel, error = %e, "cannot claim outbox rows");
+                        if in_flight.is_empty() {
+                            tokio::time::sleep(poll).await;
+                            continue;
+                        }
+                    }
                 }
-            };
-            if rows.is_empty() {
+            }
+            if in_flight.is_empty() {
+                if stopping {
+                    break;
+                }
+                let wait = match paused {
+                    Some(until) => self.shared.clock.until(until).min(Duration::from_secs(5)),
+                    None => poll,
+                };
                 tokio::select! {
                     _ = shutdown.changed() => {},
-                    _ = wake.notified() => {},
-                    _ = tokio::time::sleep(poll) => {},
+                    _ = wake.notified(), if paused.is_none() => {},
+                    _ = tokio::time::sleep(wait) => {},
                 }
                 continue;
             }
-            let mut sends = JoinSet::new();
-            for row in rows {
-                let me = Arc::clone(&self);
-                sends.spawn(async move { me.deliver(channel, row).await });
+            let mut ended = Vec::new();
+            if let Some(first) = in_flight.join_next().await {
+                ended.push(first);
             }
-            while sends.join_next().await.is_some() {}
+            while let Some(more) = in_flight.try_join_next() {
+                ended.push(more);
+            }
+            let ended: Vec<(Claimed, Settle)> = ended
+                .into_iter()
+                .filter_map(|r| r.map_err(|e| tracing::error!(channel, error = %e, "a send task failed")).ok())
+                .collect();
+            let pairs: Vec<(&Claimed, &Settle)> = ended.iter().map(|(row, settle)| (row, settle)).collect();
+            if let Err(e) = self.store.settle_many(&pairs, self.shared.clock.now()).await {
+                // The rows stay `sending`; the next start-up marks them unknown and resolves
+                // them (look-up for SMS, same Message-ID for email).
+                tracing::error!(channel, rows = pairs.len(), error = %e, "cannot record delivery attempts");
+            }
         }
         self.update_depth().await;
+    }
+
+    /// Start sending claimed rows; a suppressed recipient is settled as failed without a send.
+    async fn start(self: &Arc<Self>, channel: &'static str, rows: Vec<Claimed>, in_flight: &mut JoinSet<(Claimed, Settle)>) {
+        if rows.is_empty() {
+            return;
+        }
+        let recipients: Vec<&str> = rows.iter().filter_map(|r| r.recipient.as_deref()).collect();
+        let suppressed = if channel == "event" {
+            HashMap::new()
+        } else {
+            self.store.suppressed_among(channel, &recipients).await.unwrap_or_else(|e| {
+                tracing::warn!(channel, error = %e, "cannot read suppressions; sending anyway");
+                HashMap::new()
+            })
+        };
+        for row in rows {
+            let me = Arc::clone(self);
+            let refused = row.recipient.as_ref().and_then(|r| suppressed.get(r)).cloned();
+            in_flight.spawn(async move {
+                let settle = me.deliver(channel, &row, refused).await;
+                (row, settle)
+            });
+        }
     }
 
     async fn update_depth(&self) {
@@ -136,9 +181,15 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, channel: &'static str, row: Claimed) {
+    /// One attempt at one row, and how it is to be recorded.
+    async fn deliver(&self, channel: &'static str, row: &Claimed, suppressed: Option<String>) -> Settle {
         let started = std::time::Instant::now();
-        let (outcome, label) = self.attempt(channel, &row).await;
+        let (outcome, label) = match suppressed {
+            Some(reason) => {
+                (Attempt::Done(Settle::Failed { error: format!("recipient suppressed earlier: {reason}"), suppress: false }), "suppressed")
+            }
+            None => self.attempt(channel, row).await,
+        };
         let now = self.shared.clock.now();
         let settle = match outcome {
             Attempt::Done(s) => s,
@@ -180,10 +231,7 @@ impl Dispatcher {
             }
             Settle::Release { .. } => {}
         }
-        if let Err(e) = self.store.settle(&row, &settle, now).await {
-            // The row stays `sending`; the next start-up marks it unknown and resolves it.
-            tracing::error!(key = %row.notification_key, error = %e, "cannot record a delivery attempt");
-        }
+        settle
     }
 
     async fn attempt(&self, channel: &'static str, row: &Claimed) -> (Attempt, &'static str) {
@@ -208,9 +256,6 @@ impl Dispatcher {
                     return (Attempt::Done(Settle::Failed { error: format!("brand {:?} is not configured", line.brand), suppress: false }), "permanent");
                 };
                 let to = row.recipient.clone().unwrap_or_default();
-                if let Ok(Some(reason)) = self.store.suppressed(channel, &to).await {
-                    return (Attempt::Done(Settle::Failed { error: format!("recipient suppressed earlier: {reason}"), suppress: false }), "suppressed");
-                }
                 if channel == "email" {
                     let m = OutgoingEmail {
                         key: row.notification_key.clone(),

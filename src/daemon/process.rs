@@ -145,7 +145,7 @@ async fn process(
         };
         let kind = event.type_name();
         let key = event_key(&event.source, &event.id);
-        match world.ingest(event, now) {
+        match world.ingest_keyed(event, key, now) {
             Ok((outcome, ds)) => {
                 let label = match outcome {
                     Outcome::Applied(_) => "applied",
@@ -192,8 +192,11 @@ async fn process(
         }
     }
     store.commit(&batch, now).await?;
-    for (r, reason) in &dead {
-        producers.dead_letter(r, reason).await?;
+    // All of the batch's dead letters are in flight at once (one by one, a batch of broken
+    // events took seconds of broker round trips); every one is acknowledged before the
+    // caller stores the offsets.
+    futures_util::future::try_join_all(dead.iter().map(|(r, reason)| producers.dead_letter(r, reason))).await?;
+    for (r, _) in &dead {
         if r.partition >= 0 {
             metrics.inc("belofte_dead_letters_total", &[("why", "rejected")]);
         }

@@ -3,6 +3,7 @@
 //! batch per event (or poll batch), claim and settle outbox rows — so that PostgreSQL can
 //! follow behind the same functions without touching the engine.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::core::domain::Instant;
 use crate::core::engine::{OrderState, Status};
@@ -31,6 +32,10 @@ pub enum StoreError {
     #[error("{0}")]
     Io(String),
 }
+
+/// Rows per multi-row statement: 9 parameters × 100 stays far below SQLite's limit of
+/// 32,766 bound parameters, and a poll batch still takes only a handful of statements.
+const ROWS_PER_STATEMENT: usize = 100;
 
 /// Timestamps as fixed-width UTC text, so that SQL compares them in time order.
 pub fn ts(t: Instant) -> String {
@@ -172,65 +177,82 @@ impl Store {
     }
 
     /// Write one batch atomically: states, seen ids, parked changes, outbox rows.
+    ///
+    /// Rows go in as multi-row statements: each statement is a round trip to sqlx's SQLite
+    /// thread, and one per row (a thousand per poll batch) was what limited the pipeline.
+    /// It is still one transaction, so the batch is all or nothing, as before.
     pub async fn commit(&self, batch: &Batch, now: Instant) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let now_s = ts(now);
-        let mut tx = self.pool.begin().await?;
+        let mut orders = Vec::with_capacity(batch.orders.len());
         for o in &batch.orders {
             let json = serde_json::to_string(o)
                 .map_err(|e| StoreError::Corrupt { what: format!("order {}", o.order_id), message: e.to_string() })?;
             let open = matches!(o.status, Status::Open | Status::Shipped) || o.next_wakeup().is_some();
-            sqlx::query(
-                "INSERT INTO orders (order_id, state, open, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, open = excluded.open, updated_at = excluded.updated_at",
-            )
-            .bind(&o.order_id)
-            .bind(json)
-            .bind(open)
-            .bind(&now_s)
-            .execute(&mut *tx)
-            .await?;
+            orders.push((o.order_id.to_string(), json, open));
         }
-        for key in &batch.seen {
-            sqlx::query("INSERT INTO seen_events (event_key, seen_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
-                .bind(key.to_be_bytes().to_vec())
-                .bind(&now_s)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let mut parked = Vec::with_capacity(batch.parked_added.len());
         for (key, event, expires) in &batch.parked_added {
             let json = serde_json::to_string(event)
                 .map_err(|e| StoreError::Corrupt { what: "parked event".into(), message: e.to_string() })?;
-            sqlx::query("INSERT INTO parked (event_key, event, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
-                .bind(key.to_be_bytes().to_vec())
-                .bind(json)
-                .bind(ts(*expires))
-                .execute(&mut *tx)
-                .await?;
+            parked.push((key.to_be_bytes().to_vec(), json, ts(*expires)));
         }
-        for key in &batch.parked_removed {
-            sqlx::query("DELETE FROM parked WHERE event_key = ?1")
-                .bind(key.to_be_bytes().to_vec())
-                .execute(&mut *tx)
-                .await?;
+        let mut tx = self.pool.begin().await?;
+        for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO orders (order_id, state, open, updated_at) ");
+            q.push_values(chunk, |mut row, (id, json, open)| {
+                row.push_bind(id.clone()).push_bind(json.clone()).push_bind(*open).push_bind(now_s.clone());
+            });
+            q.push(
+                " ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, open = excluded.open, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut *tx).await?;
         }
-        for m in &batch.messages {
-            sqlx::query(
-                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8) ON CONFLICT (notification_key) DO NOTHING",
-            )
-            .bind(&m.notification_key)
-            .bind(&m.order_id)
-            .bind(&m.kind)
-            .bind(&m.channel)
-            .bind(&m.recipient)
-            .bind(ts(m.send_at))
-            .bind(&m.line)
-            .bind(&now_s)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.seen.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO seen_events (event_key, seen_at) ");
+            q.push_values(chunk, |mut row, key| {
+                row.push_bind(key.to_be_bytes().to_vec()).push_bind(now_s.clone());
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in parked.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO parked (event_key, event, expires_at) ");
+            q.push_values(chunk, |mut row, (key, json, expires)| {
+                row.push_bind(key.clone()).push_bind(json.clone()).push_bind(expires.clone());
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in batch.parked_removed.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM parked WHERE event_key IN (");
+            let mut keys = q.separated(", ");
+            for key in chunk {
+                keys.push_bind(key.to_be_bytes().to_vec());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in batch.messages.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at) ",
+            );
+            q.push_values(chunk, |mut row, m| {
+                let send_at = ts(m.send_at);
+                row.push_bind(m.notification_key.clone())
+                    .push_bind(m.order_id.clone())
+                    .push_bind(m.kind.clone())
+                    .push_bind(m.channel.clone())
+                    .push_bind(m.recipient.clone())
+                    .push_bind(send_at.clone())
+                    .push_bind(m.line.clone())
+                    .push_bind(send_at)
+                    .push_bind(now_s.clone());
+            });
+            q.push(" ON CONFLICT (notification_key) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -251,11 +273,20 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mark = QueryBuilder::<Sqlite>::new("UPDATE outbox SET status = 'sending' WHERE id IN (");
+        let mut ids = mark.separated(", ");
+        for r in &rows {
+            ids.push_bind(r.get::<i64, _>(0));
+        }
+        mark.push(")");
+        mark.build().execute(&mut *tx).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in rows {
             let id: i64 = r.get(0);
             let status: String = r.get(8);
-            sqlx::query("UPDATE outbox SET status = 'sending' WHERE id = ?1").bind(id).execute(&mut *tx).await?;
             claimed.push(Claimed {
                 id,
                 notification_key: r.get(1),
@@ -282,67 +313,91 @@ impl Store {
     }
 
     pub async fn settle(&self, row: &Claimed, outcome: &Settle, now: Instant) -> Result<(), StoreError> {
+        self.settle_many(&[(row, outcome)], now).await
+    }
+
+    /// Record how several attempts ended, in one transaction (the dispatcher settles the
+    /// sends that finished together). Deliveries are the common case and take two
+    /// statements however many there are; the rarer outcomes take one each.
+    pub async fn settle_many(&self, done: &[(&Claimed, &Settle)], now: Instant) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let now_s = ts(now);
         let mut tx = self.pool.begin().await?;
-        let (label, detail) = match outcome {
-            Settle::Sent { provider_id } => {
-                sqlx::query("UPDATE outbox SET status = 'sent', attempts = attempts + 1, provider_id = ?2, finished_at = ?3, last_error = NULL WHERE id = ?1")
-                    .bind(row.id)
-                    .bind(provider_id)
-                    .bind(&now_s)
-                    .execute(&mut *tx)
-                    .await?;
-                ("sent", provider_id.clone())
-            }
-            // Both wait for a later attempt; they differ only in the status it resumes from.
-            Settle::Retry { error, at } | Settle::Unknown { error, at } => {
-                let (status, label) =
-                    if matches!(outcome, Settle::Retry { .. }) { ("pending", "retry") } else { ("unknown", "unknown") };
-                sqlx::query("UPDATE outbox SET status = ?4, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")
-                    .bind(row.id)
-                    .bind(ts(*at))
-                    .bind(error)
-                    .bind(status)
-                    .execute(&mut *tx)
-                    .await?;
-                (label, Some(error.clone()))
-            }
-            Settle::Failed { error, suppress } => {
-                sqlx::query("UPDATE outbox SET status = 'failed', attempts = attempts + 1, finished_at = ?2, last_error = ?3 WHERE id = ?1")
-                    .bind(row.id)
-                    .bind(&now_s)
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await?;
-                if let (true, Some(recipient)) = (*suppress, &row.recipient) {
-                    sqlx::query("INSERT INTO suppressions (channel, recipient, reason, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")
-                        .bind(&row.channel)
-                        .bind(recipient)
+        let mut attempts: Vec<(i64, &'static str, Option<String>)> = Vec::with_capacity(done.len());
+        let sent: Vec<(i64, Option<&String>)> = done
+            .iter()
+            .filter_map(|(row, outcome)| match outcome {
+                Settle::Sent { provider_id } => Some((row.id, provider_id.as_ref())),
+                _ => None,
+            })
+            .collect();
+        for chunk in sent.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE outbox SET status = 'sent', attempts = attempts + 1, provider_id = v.column2, finished_at = ");
+            q.push_bind(now_s.clone());
+            q.push(", last_error = NULL FROM (");
+            q.push_values(chunk, |mut row, (id, provider_id)| {
+                row.push_bind(*id).push_bind(provider_id.cloned());
+            });
+            q.push(") AS v WHERE outbox.id = v.column1");
+            q.build().execute(&mut *tx).await?;
+            attempts.extend(chunk.iter().map(|(id, provider_id)| (*id, "sent", provider_id.cloned())));
+        }
+        for (row, outcome) in done {
+            let (label, detail) = match outcome {
+                Settle::Sent { .. } => continue,
+                // Both wait for a later attempt; they differ only in the status it resumes from.
+                Settle::Retry { error, at } | Settle::Unknown { error, at } => {
+                    let (status, label) =
+                        if matches!(outcome, Settle::Retry { .. }) { ("pending", "retry") } else { ("unknown", "unknown") };
+                    sqlx::query("UPDATE outbox SET status = ?4, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")
+                        .bind(row.id)
+                        .bind(ts(*at))
                         .bind(error)
-                        .bind(&now_s)
+                        .bind(status)
                         .execute(&mut *tx)
                         .await?;
+                    (label, Some(error.clone()))
                 }
-                ("failed", Some(error.clone()))
-            }
-            Settle::Release { at } => {
-                let back = if row.unknown { "unknown" } else { "pending" };
-                sqlx::query("UPDATE outbox SET status = ?3, next_attempt_at = ?2 WHERE id = ?1")
-                    .bind(row.id)
-                    .bind(ts(*at))
-                    .bind(back)
-                    .execute(&mut *tx)
-                    .await?;
-                ("paused", None)
-            }
-        };
-        sqlx::query("INSERT INTO attempts (outbox_id, at, outcome, detail) VALUES (?1, ?2, ?3, ?4)")
-            .bind(row.id)
-            .bind(&now_s)
-            .bind(label)
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
+                Settle::Failed { error, suppress } => {
+                    sqlx::query("UPDATE outbox SET status = 'failed', attempts = attempts + 1, finished_at = ?2, last_error = ?3 WHERE id = ?1")
+                        .bind(row.id)
+                        .bind(&now_s)
+                        .bind(error)
+                        .execute(&mut *tx)
+                        .await?;
+                    if let (true, Some(recipient)) = (*suppress, &row.recipient) {
+                        sqlx::query("INSERT INTO suppressions (channel, recipient, reason, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")
+                            .bind(&row.channel)
+                            .bind(recipient)
+                            .bind(error)
+                            .bind(&now_s)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    ("failed", Some(error.clone()))
+                }
+                Settle::Release { at } => {
+                    let back = if row.unknown { "unknown" } else { "pending" };
+                    sqlx::query("UPDATE outbox SET status = ?3, next_attempt_at = ?2 WHERE id = ?1")
+                        .bind(row.id)
+                        .bind(ts(*at))
+                        .bind(back)
+                        .execute(&mut *tx)
+                        .await?;
+                    ("paused", None)
+                }
+            };
+            attempts.push((row.id, label, detail));
+        }
+        for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO attempts (outbox_id, at, outcome, detail) ");
+            q.push_values(chunk, |mut row, (id, label, detail)| {
+                row.push_bind(*id).push_bind(now_s.clone()).push_bind(*label).push_bind(detail.clone());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -355,6 +410,26 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The suppressed among some recipients of one channel, with why: one query per claim
+    /// round instead of one per message.
+    pub async fn suppressed_among(&self, channel: &str, recipients: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT recipient, reason FROM suppressions WHERE channel = ");
+            q.push_bind(channel.to_string());
+            q.push(" AND recipient IN (");
+            let mut list = q.separated(", ");
+            for r in chunk {
+                list.push_bind(r.to_string());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                found.insert(row.get(0), row.get(1));
+            }
+        }
+        Ok(found)
     }
 
     /// Outbox rows by status, for /metrics and the demo's summary.
