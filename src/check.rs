@@ -285,7 +285,7 @@ fn base(kind: Kind, lang: Lang, brand: &Brand) -> Notice {
         locale: if lang == Lang::Nl { "nl-NL" } else { "en-GB" }.to_string(),
         lang,
         customer_name: "Daan Verhoeven".to_string(),
-        items: vec![Item { sku: "LAP-1".to_string(), name: "Lumen Nova 14 laptop".to_string(), qty: 1 }],
+        items: vec![Item { sku: "LAP-1".into(), name: "Lumen Nova 14 laptop".to_string(), qty: 1 }],
         promise_label: None,
         carrier: Some("postnl".to_string()),
         tracking_number: Some("3SABCD1234567".to_string()),
@@ -342,7 +342,7 @@ fn samples(kind: Kind, lang: Lang, brand: &Brand) -> Vec<(String, Notice)> {
     v("no tracking, no carrier, several items", &|n| {
         n.tracking_number = None;
         n.carrier = None;
-        n.items.push(Item { sku: "X".to_string(), name: "USB-C lader".to_string(), qty: 2 });
+        n.items.push(Item { sku: "X".into(), name: "USB-C lader".to_string(), qty: 2 });
     });
     if kind == Kind::DeliveryFailed {
         v("pickup only", &|n| n.next_attempt_at = None);
@@ -365,9 +365,9 @@ fn samples(kind: Kind, lang: Lang, brand: &Brand) -> Vec<(String, Notice)> {
         n.customer_name = "Maximiliaan Alexander Zoë van den Heuvel-Oudshoorn".to_string();
         n.order_id = "B-2026-1120-004711".to_string();
         n.items = vec![
-            Item { sku: "A".to_string(), name: "Ergonomische bureaustoel Ergo Plus Deluxe met hoofdsteun (antraciet)".to_string(), qty: 12 },
-            Item { sku: "B".to_string(), name: "Printpapier".to_string(), qty: 1 },
-            Item { sku: "C".to_string(), name: "Nietmachine".to_string(), qty: 1 },
+            Item { sku: "A".into(), name: "Ergonomische bureaustoel Ergo Plus Deluxe met hoofdsteun (antraciet)".to_string(), qty: 12 },
+            Item { sku: "B".into(), name: "Printpapier".to_string(), qty: 1 },
+            Item { sku: "C".into(), name: "Nietmachine".to_string(), qty: 1 },
         ];
         n.again = true;
         n.tracking_number = Some("3SABCD1234567890123456".to_string());

@@ -45,13 +45,13 @@ fn variants(kind: Kind, lang: Lang, brand: &str) -> Vec<Notice> {
     v(&|n| {
         n.tracking_number = None;
         n.carrier = Some("some-local-courier".to_string());
-        n.items.push(Item { sku: "X".to_string(), name: "USB-C lader".to_string(), qty: 2 });
-        n.items.push(Item { sku: "Y".to_string(), name: "Hoes".to_string(), qty: 1 });
+        n.items.push(Item { sku: "X".into(), name: "USB-C lader".to_string(), qty: 2 });
+        n.items.push(Item { sku: "Y".into(), name: "Hoes".to_string(), qty: 1 });
     });
     v(&|n| {
         n.carrier = None;
-        n.items = vec![Item { sku: "A".to_string(), name: "Printpapier A4 (2500 vel)".to_string(), qty: 3 }];
-        n.items.push(Item { sku: "B".to_string(), name: "Nietjes".to_string(), qty: 1 });
+        n.items = vec![Item { sku: "A".into(), name: "Printpapier A4 (2500 vel)".to_string(), qty: 3 }];
+        n.items.push(Item { sku: "B".into(), name: "Nietjes".to_string(), qty: 1 });
     });
     v(&|n| {
         n.items.clear();
@@ -67,11 +67,11 @@ fn variants(kind: Kind, lang: Lang, brand: &str) -> Vec<Notice> {
         n.order_id = "B-2026-1120-004711".to_string();
         n.items = vec![
             Item {
-                sku: "A".to_string(),
+                sku: "A".into(),
                 name: "Ergonomische bureaustoel Ergo Plus Deluxe met hoofdsteun (antraciet)".to_string(),
                 qty: 12,
             },
-            Item { sku: "B".to_string(), name: "Printpapier".to_string(), qty: 1 },
+            Item { sku: "B".into(), name: "Printpapier".to_string(), qty: 1 },
         ];
         n.again = true;
         n.new = Some(at("2026-09-30T22:00:00+02:00"));

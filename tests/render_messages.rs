@@ -52,7 +52,7 @@ fn delayed_again_nl_formal_without_voucher() {
     n.reason = Some(Reason::Weather);
     n.customer_name = "Ingrid Hoekstra".to_string();
     n.items = vec![belofte::core::domain::Item {
-        sku: "PAP-A4-2500".to_string(),
+        sku: "PAP-A4-2500".into(),
         name: "Printpapier A4 (2500 vel)".to_string(),
         qty: 2,
     }];

@@ -40,7 +40,7 @@ fn workload() -> Vec<(Notice, Brand)> {
                         _ => {
                             n = with_pickup(n);
                             n.items.push(belofte::core::domain::Item {
-                                sku: "X".to_string(),
+                                sku: "X".into(),
                                 name: "USB-C lader".to_string(),
                                 qty: 2,
                             });

@@ -196,7 +196,7 @@ impl Lang {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
-    pub sku: String,
+    pub sku: super::name::Name,
     pub name: String,
     pub qty: u32,
 }

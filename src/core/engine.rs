@@ -116,7 +116,7 @@ pub struct OrderState {
     pub customer_caused: bool,
     pub failed_deliveries: u32,
     pub next_attempt_at: Option<Instant>,
-    pub pickup_point: Option<PickupPoint>,
+    pub pickup_point: Option<Box<PickupPoint>>,
     pub notices_sent: u32,
     /// Notices decided so far (with or without a customer channel): numbers each one so
     /// its outbox rows get a stable, unique key.
@@ -126,7 +126,8 @@ pub struct OrderState {
     pub notices_by_day: Vec<(NaiveDate, u32)>,
     pub timers: Timers,
     pub pending: Option<Pending>,
-    pub held_sms: Option<HeldSms>,
+    /// Boxed: rare, and a whole decision; inline it made every order ~270 bytes larger.
+    pub held_sms: Option<Box<HeldSms>>,
     /// The latest arrival applied: a timer that a late-arriving fact sets in the past fires
     /// now, not back in time.
     pub clock: Option<Instant>,
@@ -475,7 +476,7 @@ impl<'p> Engine<'p> {
                     state.customer_caused = true;
                 }
                 state.next_attempt_at = *next_attempt_at;
-                state.pickup_point = pickup_point.clone();
+                state.pickup_point = pickup_point.clone().map(Box::new);
                 if let Some(t) = next_attempt_at {
                     let estimate = calendar::promise_on(self.policy, tz, local_date(tz, *t));
                     set_estimate(state, Estimate::Date(estimate), at, true);
@@ -781,7 +782,7 @@ impl<'p> Engine<'p> {
             compensation_eur: voucher,
             previous_compensation_eur: (granted.is_some() && previous_voucher > 0).then_some(previous_voucher),
             next_attempt_at: state.next_attempt_at.filter(|_| kind == Kind::DeliveryFailed),
-            pickup_point: state.pickup_point.clone().filter(|_| kind == Kind::DeliveryFailed),
+            pickup_point: state.pickup_point.as_deref().cloned().filter(|_| kind == Kind::DeliveryFailed),
             delivered_at: state.delivered_at,
             failed_attempts: state.failed_deliveries,
             decided_at: now,
@@ -815,7 +816,7 @@ impl<'p> Engine<'p> {
             d.send_at = send_at;
             if send_at > now {
                 // Quiet hours: the SMS waits; a newer notice replaces one still waiting.
-                state.held_sms = Some(HeldSms { release_at: send_at, decision: d });
+                state.held_sms = Some(Box::new(HeldSms { release_at: send_at, decision: d }));
             } else {
                 customer.push(d);
             }
@@ -856,7 +857,7 @@ impl<'p> Engine<'p> {
                     Channel::Sms => state.customer.phone.as_ref(),
                     Channel::Event => None,
                 }?;
-                Some((*c, to.clone()))
+                Some((*c, to.to_string()))
             })
             .collect()
     }

@@ -96,7 +96,7 @@ pub fn notice(kind: Kind) -> Notice {
         locale: "nl-NL".to_string(),
         lang: Lang::Nl,
         customer_name: "Daan Verhoeven".to_string(),
-        items: vec![Item { sku: "LAP-NOVA14-16".to_string(), name: "Lumen Nova 14 laptop".to_string(), qty: 1 }],
+        items: vec![Item { sku: "LAP-NOVA14-16".into(), name: "Lumen Nova 14 laptop".to_string(), qty: 1 }],
         promise_label: None,
         carrier: Some("postnl".to_string()),
         tracking_number: Some("3SABCD1234567".to_string()),
