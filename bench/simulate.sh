@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# simulate's throughput on a generated stream: prints events/s (best of N runs).
+# simulate's throughput on a generated stream: prints events/s (median, best and worst of N runs).
 # Usage: bench/simulate.sh [EVENTS] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +21,6 @@ for i in range(runs):
     secs = time.perf_counter() - start
     rates.append(lines / secs)
     print(f"run {i + 1}: {lines} events in {secs:.2f} s = {lines / secs:,.0f} events/s")
-print(f"simulate: best {max(rates):,.0f} events/s over {runs} runs ({lines} events, {os.cpu_count()} cores)")
+import statistics
+print(f"simulate: median {statistics.median(rates):,.0f}, best {max(rates):,.0f}, worst {min(rates):,.0f} events/s over {runs} runs ({lines} events, {os.cpu_count()} cores)")
 PY
