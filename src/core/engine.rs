@@ -65,6 +65,10 @@ pub struct Pending {
 pub struct HeldSms {
     pub release_at: Instant,
     pub decision: Decision,
+    /// The local day it goes out, when that is a later day than its notice's first channel:
+    /// it counts towards that day's cap too, and stops counting if it never goes out.
+    #[serde(default)]
+    pub counted_day: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -490,7 +494,7 @@ impl<'p> Engine<'p> {
                 state.status = Status::Delivered;
                 state.delivered_at = Some(at);
                 state.pending = None;
-                state.held_sms = None;
+                drop_held_sms(state);
                 state.timers = Timers::default();
                 if !state.customer_caused && at > state.original {
                     state.timers.followup = Some(calendar::days_later_at(
@@ -672,7 +676,13 @@ impl<'p> Engine<'p> {
             .min()
             .unwrap_or(now);
         let send_day = local_date(tz, first_send);
-        if capped && !channels.is_empty() && notices_on(state, send_day) >= self.policy.max_notices_per_day {
+        // Every local day the notice reaches the customer counts (an e-mail tonight and the
+        // SMS held to tomorrow morning are a message on both days).
+        let mut days: Vec<NaiveDate> = channels.iter().map(|(c, _)| local_date(tz, self.release_time(*c, tz, now))).collect();
+        days.sort_unstable();
+        days.dedup();
+        let full = days.iter().any(|d| notices_on(state, *d) >= self.policy.max_notices_per_day);
+        if capped && !channels.is_empty() && full {
             let next_day = send_day.succ_opt().unwrap_or(send_day);
             let due = calendar::local_at(tz, next_day, self.policy.cap_release_time);
             state.pending = Some(Pending { due, ..pending });
@@ -809,14 +819,16 @@ impl<'p> Engine<'p> {
 
         let mut customer = Vec::new();
         // Whatever still waits for the morning is superseded by this newer notice.
-        state.held_sms = None;
+        drop_held_sms(state);
         for (channel, to) in &channels {
             let send_at = self.release_time(*channel, tz, now);
             let mut d = header(kind, *channel, Some(to.clone()), voucher);
             d.send_at = send_at;
             if send_at > now {
                 // Quiet hours: the SMS waits; a newer notice replaces one still waiting.
-                state.held_sms = Some(Box::new(HeldSms { release_at: send_at, decision: d }));
+                let day = local_date(tz, send_at);
+                let counted_day = (capped && day != send_day).then_some(day);
+                state.held_sms = Some(Box::new(HeldSms { release_at: send_at, decision: d, counted_day }));
             } else {
                 customer.push(d);
             }
@@ -824,7 +836,9 @@ impl<'p> Engine<'p> {
         if !channels.is_empty() {
             state.notices_sent += 1;
             if capped {
-                count_notice(state, send_day);
+                for day in days {
+                    count_notice(state, day);
+                }
             }
         }
         out.extend(customer);
@@ -891,6 +905,15 @@ fn set_estimate(state: &mut OrderState, estimate: Estimate, at: Instant, carrier
 
 fn notices_on(state: &OrderState, day: NaiveDate) -> u32 {
     state.notices_by_day.iter().find(|(d, _)| *d == day).map(|(_, n)| *n).unwrap_or(0)
+}
+
+/// A held SMS that will not go out (superseded, delivered first) stops counting.
+fn drop_held_sms(state: &mut OrderState) {
+    if let Some(day) = state.held_sms.take().and_then(|h| h.counted_day) {
+        if let Some((_, n)) = state.notices_by_day.iter_mut().find(|(d, _)| *d == day) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 fn count_notice(state: &mut OrderState, day: NaiveDate) {
