@@ -670,15 +670,12 @@ impl<'p> Engine<'p> {
         // state of that moment. A failed delivery is never held back.
         let capped = kind != Kind::DeliveryFailed;
         let channels = self.channels(state, kind);
-        let first_send = channels
-            .iter()
-            .map(|(c, _)| self.release_time(*c, tz, now))
-            .min()
-            .unwrap_or(now);
-        let send_day = local_date(tz, first_send);
+        // When each channel may go out (an SMS waits out quiet hours).
+        let release: Vec<Instant> = channels.iter().map(|(c, _)| self.release_time(*c, tz, now)).collect();
+        let send_day = local_date(tz, release.iter().copied().min().unwrap_or(now));
         // Every local day the notice reaches the customer counts (an e-mail tonight and the
         // SMS held to tomorrow morning are a message on both days).
-        let mut days: Vec<NaiveDate> = channels.iter().map(|(c, _)| local_date(tz, self.release_time(*c, tz, now))).collect();
+        let mut days: Vec<NaiveDate> = release.iter().map(|t| local_date(tz, *t)).collect();
         days.sort_unstable();
         days.dedup();
         let full = days.iter().any(|d| notices_on(state, *d) >= self.policy.max_notices_per_day);
@@ -820,8 +817,7 @@ impl<'p> Engine<'p> {
         let mut customer = Vec::new();
         // Whatever still waits for the morning is superseded by this newer notice.
         drop_held_sms(state);
-        for (channel, to) in &channels {
-            let send_at = self.release_time(*channel, tz, now);
+        for ((channel, to), &send_at) in channels.iter().zip(&release) {
             let mut d = header(kind, *channel, Some(to.clone()), voucher);
             d.send_at = send_at;
             if send_at > now {

@@ -337,16 +337,21 @@ pub fn paragraphs_joined(text: &str) -> String {
         if n > 0 {
             html.push('\n');
         }
-        html.push_str("<p>");
-        for (i, line) in p.lines().enumerate() {
-            if i > 0 {
-                html.push_str("<br>\n");
-            }
-            line_html(line, &mut html);
-        }
-        html.push_str("</p>");
+        paragraph_html(p, &mut html);
     }
     html
+}
+
+/// One paragraph as `<p>…</p>`, its line breaks as `<br>`.
+fn paragraph_html(p: &str, html: &mut String) {
+    html.push_str("<p>");
+    for (i, line) in p.lines().enumerate() {
+        if i > 0 {
+            html.push_str("<br>\n");
+        }
+        line_html(line, html);
+    }
+    html.push_str("</p>");
 }
 
 /// The text part as HTML paragraphs (blank line = new paragraph, line break = `<br>`).
@@ -356,14 +361,7 @@ pub fn paragraphs(text: &str) -> Vec<String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut html = String::with_capacity(p.len() + 32);
-            html.push_str("<p>");
-            for (i, line) in p.lines().enumerate() {
-                if i > 0 {
-                    html.push_str("<br>\n");
-                }
-                line_html(line, &mut html);
-            }
-            html.push_str("</p>");
+            paragraph_html(p, &mut html);
             html
         })
         .collect()

@@ -316,10 +316,6 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    pub async fn settle(&self, row: &Claimed, outcome: &Settle, now: Instant) -> Result<(), StoreError> {
-        self.settle_many(&[(row, outcome)], now).await
-    }
-
     /// Record how several attempts ended, in one transaction (the dispatcher settles the
     /// sends that finished together). Deliveries are the common case and take two
     /// statements however many there are; the rarer outcomes take one each.
