@@ -40,7 +40,9 @@ pub struct DsnStatus {
 impl DsnStatus {
     /// The code at the start of a `Status:` value (`5.0.0 (permanent failure)`).
     pub fn parse(value: &str) -> Option<DsnStatus> {
-        let code = value.split(|c: char| c.is_whitespace() || c == '(').next()?;
+        let code = value
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()?;
         let mut numbers = code.split('.');
         let mut number = |max_len: usize| -> Option<u16> {
             let n = numbers.next()?;
@@ -116,9 +118,7 @@ impl BounceKind {
             BounceKind::Abuse { feedback_type } => {
                 matches!(feedback_type.as_str(), "abuse" | "fraud")
             }
-            BounceKind::GaveUp { .. } | BounceKind::Delayed { .. } | BounceKind::Delivered => {
-                false
-            }
+            BounceKind::GaveUp { .. } | BounceKind::Delayed { .. } | BounceKind::Delivered => false,
         }
     }
 }
@@ -430,29 +430,44 @@ mod tests {
     fn status_codes() {
         assert_eq!(
             DsnStatus::parse("5.0.0 (permanent failure)"),
-            Some(DsnStatus { class: 5, subject: 0, detail: 0 })
+            Some(DsnStatus {
+                class: 5,
+                subject: 0,
+                detail: 0
+            })
         );
-        assert_eq!(DsnStatus::parse("5.1.10").map(|s| s.to_string()).as_deref(), Some("5.1.10"));
+        assert_eq!(
+            DsnStatus::parse("5.1.10").map(|s| s.to_string()).as_deref(),
+            Some("5.1.10")
+        );
         assert_eq!(DsnStatus::parse("4.4.1(x)").map(|s| s.class), Some(4));
-        for bad in ["", "5", "5.1", "5.1.1.1", "3.1.1", "55.1.1", "5.1234.1", "5.a.1", "5..1"] {
+        for bad in [
+            "", "5", "5.1", "5.1.1.1", "3.1.1", "55.1.1", "5.1234.1", "5.a.1", "5..1",
+        ] {
             assert_eq!(DsnStatus::parse(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn what_suppresses() {
-        let failed = |s: &str| BounceKind::Failed { status: DsnStatus::parse(s).unwrap() };
+        let failed = |s: &str| BounceKind::Failed {
+            status: DsnStatus::parse(s).unwrap(),
+        };
         assert!(failed("5.1.1").suppresses_address());
         assert!(failed("5.0.0").suppresses_address());
         assert!(failed("5.2.1").suppresses_address());
         assert!(!failed("5.7.1").suppresses_address(), "a spam rejection");
         assert!(!failed("5.3.4").suppresses_address(), "message too big");
         assert!(failed("5.7.1").fails_message());
-        let gave_up = BounceKind::GaveUp { status: DsnStatus::parse("4.0.0").unwrap() };
+        let gave_up = BounceKind::GaveUp {
+            status: DsnStatus::parse("4.0.0").unwrap(),
+        };
         assert!(gave_up.fails_message() && !gave_up.suppresses_address());
         let delayed = BounceKind::Delayed { status: None };
         assert!(!delayed.fails_message() && !delayed.suppresses_address());
-        let abuse = |t: &str| BounceKind::Abuse { feedback_type: t.into() };
+        let abuse = |t: &str| BounceKind::Abuse {
+            feedback_type: t.into(),
+        };
         assert!(abuse("abuse").suppresses_address());
         assert!(!abuse("not-spam").suppresses_address());
         assert!(!abuse("abuse").fails_message());
@@ -461,7 +476,10 @@ mod tests {
     #[test]
     fn message_ids() {
         assert_eq!(message_id(" <a@b> (c)").as_deref(), Some("a@b"));
-        assert_eq!(message_id("8787KJ.mail@example.net").as_deref(), Some("8787KJ.mail@example.net"));
+        assert_eq!(
+            message_id("8787KJ.mail@example.net").as_deref(),
+            Some("8787KJ.mail@example.net")
+        );
         assert_eq!(message_id("<a@b"), None);
         assert_eq!(message_id(""), None);
     }
@@ -473,7 +491,10 @@ mod tests {
         assert_eq!(mta.as_deref(), Some("a.example"));
         assert_eq!(bounces.len(), 1);
         assert_eq!(bounces[0].recipient.as_deref(), Some("x@y.example"));
-        assert_eq!(read_delivery_status(b"Reporting-MTA: dns; a\n"), Err(Ignored::NoUsableRecipient));
+        assert_eq!(
+            read_delivery_status(b"Reporting-MTA: dns; a\n"),
+            Err(Ignored::NoUsableRecipient)
+        );
         assert_eq!(
             read_delivery_status(b"Final-Recipient: rfc822; x@y\nAction: failed\n"),
             Err(Ignored::NoUsableRecipient),

@@ -64,7 +64,10 @@ pub(crate) fn push(found: &mut Vec<EnvelopeAddress>, source: AddressSource, valu
         if found.len() >= 32 {
             return;
         }
-        if !found.iter().any(|f| f.address.eq_ignore_ascii_case(&address)) {
+        if !found
+            .iter()
+            .any(|f| f.address.eq_ignore_ascii_case(&address))
+        {
             found.push(EnvelopeAddress { source, address });
         }
     }
@@ -86,10 +89,7 @@ pub(crate) fn addresses(value: &str) -> Vec<String> {
         // `<>` (the null sender) and words without `@` are no addresses.
         if let Some(bare) = bare.map(str::trim) {
             let bare = bare.trim_matches('"');
-            if bare.contains('@')
-                && !bare.contains(char::is_whitespace)
-                && bare.len() <= 320
-            {
+            if bare.contains('@') && !bare.contains(char::is_whitespace) && bare.len() <= 320 {
                 out.push(bare.to_string());
             }
         }
@@ -147,8 +147,14 @@ mod tests {
             addresses("\"Doe, J\" <j@x.example>, b@y.example (comment)"),
             vec!["j@x.example", "b@y.example"]
         );
-        assert_eq!(addresses("<b@y.example>, c@z.example"), vec!["b@y.example", "c@z.example"]);
-        assert_eq!(addresses("rfc822; louisl@larry.slip.umd.edu"), vec!["louisl@larry.slip.umd.edu"]);
+        assert_eq!(
+            addresses("<b@y.example>, c@z.example"),
+            vec!["b@y.example", "c@z.example"]
+        );
+        assert_eq!(
+            addresses("rfc822; louisl@larry.slip.umd.edu"),
+            vec!["louisl@larry.slip.umd.edu"]
+        );
         assert_eq!(addresses("rfc822;<a@x.example>"), vec!["a@x.example"]);
         assert!(addresses("<>").is_empty());
         assert!(addresses("unknown; nair_s").is_empty());
@@ -162,7 +168,10 @@ mod tests {
             true,
         );
         let found = from_delivery(Some("arg@b.example"), &header);
-        let sources: Vec<_> = found.iter().map(|f| (f.source, f.address.as_str())).collect();
+        let sources: Vec<_> = found
+            .iter()
+            .map(|f| (f.source, f.address.as_str()))
+            .collect();
         assert_eq!(
             sources,
             vec![

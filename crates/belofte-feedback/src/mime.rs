@@ -104,10 +104,7 @@ fn field_start(text: &[u8]) -> Option<(String, Vec<u8>)> {
         return None;
     }
     let value = rest.get(1..).unwrap_or_default().to_vec();
-    Some((
-        String::from_utf8_lossy(name).to_ascii_lowercase(),
-        value,
-    ))
+    Some((String::from_utf8_lossy(name).to_ascii_lowercase(), value))
 }
 
 fn push_field(fields: &mut Vec<Field>, (name, value): (String, Vec<u8>)) {
@@ -158,11 +155,7 @@ impl<'a> Iterator for Lines<'a> {
         };
         let text = raw.strip_suffix(b"\r").unwrap_or(raw);
         self.pos = next;
-        Some(Line {
-            text,
-            start,
-            next,
-        })
+        Some(Line { text, start, next })
     }
 }
 
@@ -516,7 +509,8 @@ mod tests {
 
     #[test]
     fn content_type_params() {
-        let ct = ContentType::parse("Multipart/Mixed (comment); boundary=abc ; x=\"q\\\"uo;te\"; junk");
+        let ct =
+            ContentType::parse("Multipart/Mixed (comment); boundary=abc ; x=\"q\\\"uo;te\"; junk");
         assert_eq!(ct.mime, "multipart/mixed");
         assert_eq!(ct.param("boundary"), Some("abc"));
         assert_eq!(ct.param("x"), Some("q\"uo;te"));
@@ -541,7 +535,10 @@ mod tests {
 
     #[test]
     fn transfer_encodings() {
-        assert_eq!(decode_base64(b"QWN0aW9u\r\nOiBmYWlsZWQ="), b"Action: failed");
+        assert_eq!(
+            decode_base64(b"QWN0aW9u\r\nOiBmYWlsZWQ="),
+            b"Action: failed"
+        );
         assert_eq!(decode_base64(b"QWN0aW9"), b"Actio");
         assert_eq!(decode_base64(b"!!"), b"");
         assert_eq!(

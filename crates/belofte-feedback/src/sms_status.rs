@@ -284,12 +284,26 @@ mod tests {
     fn forward_only() {
         assert_eq!(apply(None, "queued").as_deref(), Some("queued"));
         assert_eq!(apply(Some("queued"), "sent").as_deref(), Some("sent"));
-        assert_eq!(apply(Some("sent"), "delivered").as_deref(), Some("delivered"));
-        assert_eq!(apply(Some("delivered"), "sent"), None, "a late sent changes nothing");
+        assert_eq!(
+            apply(Some("sent"), "delivered").as_deref(),
+            Some("delivered")
+        );
+        assert_eq!(
+            apply(Some("delivered"), "sent"),
+            None,
+            "a late sent changes nothing"
+        );
         assert_eq!(apply(Some("sent"), "queued"), None);
-        assert_eq!(apply(Some("sent"), "sent"), None, "a repeat records nothing");
+        assert_eq!(
+            apply(Some("sent"), "sent"),
+            None,
+            "a repeat records nothing"
+        );
         assert_eq!(apply(Some("queued"), "failed").as_deref(), Some("failed"));
-        assert_eq!(apply(Some("sent"), "undelivered").as_deref(), Some("undelivered"));
+        assert_eq!(
+            apply(Some("sent"), "undelivered").as_deref(),
+            Some("undelivered")
+        );
         assert_eq!(apply(None, "undelivered").as_deref(), Some("undelivered"));
     }
 
@@ -355,9 +369,15 @@ mod tests {
             }
         );
         let no_sid = &form[1..2];
-        assert_eq!(StatusCallback::from_form(no_sid), Err(CallbackError::NoMessageSid));
+        assert_eq!(
+            StatusCallback::from_form(no_sid),
+            Err(CallbackError::NoMessageSid)
+        );
         let no_status = &form[0..1];
-        assert_eq!(StatusCallback::from_form(no_status), Err(CallbackError::NoStatus));
+        assert_eq!(
+            StatusCallback::from_form(no_status),
+            Err(CallbackError::NoStatus)
+        );
         let odd: Vec<(String, String)> = vec![
             ("MessageSid".into(), "SM2".into()),
             ("MessageStatus".into(), "sent".into()),

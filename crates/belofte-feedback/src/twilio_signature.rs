@@ -73,7 +73,11 @@ pub fn verify(
     let tag = STANDARD
         .decode(header)
         .map_err(|_| SignatureError::Mismatch)?;
-    if tag.len() != hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY.digest_algorithm().output_len() {
+    if tag.len()
+        != hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY
+            .digest_algorithm()
+            .output_len()
+    {
         return Err(SignatureError::Mismatch);
     }
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, auth_token.as_bytes());
@@ -148,7 +152,11 @@ struct UrlParts<'a> {
 impl<'a> UrlParts<'a> {
     fn split(url: &'a str) -> Option<UrlParts<'a>> {
         let (scheme, after) = url.split_once("://")?;
-        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
             return None;
         }
         let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
@@ -180,7 +188,10 @@ impl<'a> UrlParts<'a> {
     }
 
     fn without_port(&self) -> String {
-        format!("{}://{}{}{}", self.scheme, self.userinfo, self.host, self.rest)
+        format!(
+            "{}://{}{}{}",
+            self.scheme, self.userinfo, self.host, self.rest
+        )
     }
 
     fn with_port(&self) -> String {
@@ -321,7 +332,12 @@ mod tests {
             "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
         );
         assert_eq!(
-            verify("12345", URL, &docs_params(), Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")),
+            verify(
+                "12345",
+                URL,
+                &docs_params(),
+                Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+            ),
             Ok(())
         );
     }
@@ -329,18 +345,34 @@ mod tests {
     #[test]
     fn twilio_python_vectors() {
         let params = python_params();
-        assert_eq!(expected("12345", URL, &params), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-        assert_eq!(verify("12345", URL, &params, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")), Ok(()));
+        assert_eq!(
+            expected("12345", URL, &params),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+        assert_eq!(
+            verify("12345", URL, &params, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")),
+            Ok(())
+        );
         // test_validation_removes_port_on_https
         let with_port = URL.replace(".com", ".com:1234");
         assert_eq!(
-            verify("12345", &with_port, &params, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")),
+            verify(
+                "12345",
+                &with_port,
+                &params,
+                Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+            ),
             Ok(())
         );
         // test_validation_removes_port_on_http: signed with the port as written.
         let http_port = with_port.replace("https", "http");
         assert_eq!(
-            verify("12345", &http_port, &params, Some("Zmvh+3yNM1Phv2jhDCwEM3q5ebU=")),
+            verify(
+                "12345",
+                &http_port,
+                &params,
+                Some("Zmvh+3yNM1Phv2jhDCwEM3q5ebU=")
+            ),
             Ok(())
         );
         // test_validation_adds_port_on_https / _on_http
@@ -350,7 +382,12 @@ mod tests {
         );
         let http = URL.replace("https", "http");
         assert_eq!(
-            verify("12345", &http, &params, Some("0ZXoZLH/DfblKGATFgpif+LLRf4=")),
+            verify(
+                "12345",
+                &http,
+                &params,
+                Some("0ZXoZLH/DfblKGATFgpif+LLRf4=")
+            ),
             Ok(())
         );
     }
@@ -365,7 +402,10 @@ mod tests {
             ("Digits", "1234"),
             ("Digits", "1234"),
         ]);
-        assert_eq!(expected("12345", URL, &params), "IK+Dwps556ElfBT0I3Rgjkr1wJU=");
+        assert_eq!(
+            expected("12345", URL, &params),
+            "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+        );
     }
 
     #[test]
@@ -385,22 +425,42 @@ mod tests {
         if let Some(digits) = tampered.iter_mut().find(|(n, _)| n == "Digits") {
             digits.1 = "9999".into();
         }
-        assert_eq!(verify("12345", URL, &tampered, good), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify("12345", URL, &tampered, good),
+            Err(SignatureError::Mismatch)
+        );
         let mut extra = docs_params();
         extra.push(("MessageStatus".into(), "delivered".into()));
-        assert_eq!(verify("12345", URL, &extra, good), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify("12345", URL, &extra, good),
+            Err(SignatureError::Mismatch)
+        );
         let fewer: Vec<_> = docs_params().into_iter().skip(1).collect();
-        assert_eq!(verify("12345", URL, &fewer, good), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify("12345", URL, &fewer, good),
+            Err(SignatureError::Mismatch)
+        );
 
-        assert_eq!(verify("12345", URL, &docs_params(), None), Err(SignatureError::Missing));
-        assert_eq!(verify("12345", URL, &docs_params(), Some(" ")), Err(SignatureError::Missing));
+        assert_eq!(
+            verify("12345", URL, &docs_params(), None),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify("12345", URL, &docs_params(), Some(" ")),
+            Err(SignatureError::Missing)
+        );
         assert_eq!(
             verify("12345", URL, &docs_params(), Some("not base64!")),
             Err(SignatureError::Mismatch)
         );
         // One byte short, as base64.
         assert_eq!(
-            verify("12345", URL, &docs_params(), Some("0/KCTR6DLpKmkAf8muzZqo1nDg")),
+            verify(
+                "12345",
+                URL,
+                &docs_params(),
+                Some("0/KCTR6DLpKmkAf8muzZqo1nDg")
+            ),
             Err(SignatureError::Mismatch)
         );
         // Replayed against another URL: another query, path, host or scheme.
@@ -417,14 +477,25 @@ mod tests {
                 "{other}"
             );
         }
-        assert_eq!(verify("54321", URL, &docs_params(), good), Err(SignatureError::Mismatch));
-        assert_eq!(verify("", URL, &docs_params(), good), Err(SignatureError::NoAuthToken));
+        assert_eq!(
+            verify("54321", URL, &docs_params(), good),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify("", URL, &docs_params(), good),
+            Err(SignatureError::NoAuthToken)
+        );
     }
 
     #[test]
     fn header_whitespace_is_ignored() {
         assert_eq!(
-            verify("12345", URL, &docs_params(), Some(" 0/KCTR6DLpKmkAf8muzZqo1nDgQ= ")),
+            verify(
+                "12345",
+                URL,
+                &docs_params(),
+                Some(" 0/KCTR6DLpKmkAf8muzZqo1nDgQ= ")
+            ),
             Ok(())
         );
     }

@@ -92,7 +92,10 @@ pub struct Verp {
 impl std::fmt::Debug for Verp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verp")
-            .field("template", &format!("{}{TOKEN}{}", self.prefix, self.suffix))
+            .field(
+                "template",
+                &format!("{}{TOKEN}{}", self.prefix, self.suffix),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -172,7 +175,8 @@ impl Verp {
             .and_then(|rest| rest.strip_suffix(self.suffix.as_str()))
             .ok_or(VerpError::NotOurs)?;
         let (message_ref, mac) = token.rsplit_once('-').ok_or(VerpError::Malformed)?;
-        if message_ref.is_empty() || !message_ref.bytes().all(is_ref_byte) || mac.len() != MAC_CHARS {
+        if message_ref.is_empty() || !message_ref.bytes().all(is_ref_byte) || mac.len() != MAC_CHARS
+        {
             return Err(VerpError::Malformed);
         }
         let given = unbase32(mac).ok_or(VerpError::Malformed)?;
@@ -219,7 +223,9 @@ fn base32(bytes: &[u8; MAC_BYTES]) -> String {
         let bits = group.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
         for i in (0..8).rev() {
             let index = (bits >> (i * 5)) & 31;
-            out.push(char::from(BASE32.get(index as usize).copied().unwrap_or(b'a')));
+            out.push(char::from(
+                BASE32.get(index as usize).copied().unwrap_or(b'a'),
+            ));
         }
     }
     out
@@ -259,7 +265,9 @@ mod tests {
         // `<{32 hex digits of SHA-256(key)}@belofte.…>`.
         let r = message_ref("B-1101/delayed/2026-11-28/email");
         assert_eq!(r.len(), 32);
-        assert!(r.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(r
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         // SHA-256("abc") starts ba7816bf8f01cfea414140de5dae2223.
         assert_eq!(message_ref("abc"), "ba7816bf8f01cfea414140de5dae2223");
     }
@@ -276,7 +284,11 @@ mod tests {
         assert!(local.starts_with("bounce+"));
         assert_eq!(v.decode(&address).unwrap(), r);
         // Case and angle brackets do not matter.
-        assert_eq!(v.decode(&format!(" <{}> ", address.to_uppercase())).unwrap(), r);
+        assert_eq!(
+            v.decode(&format!(" <{}> ", address.to_uppercase()))
+                .unwrap(),
+            r
+        );
     }
 
     #[test]
@@ -295,7 +307,11 @@ mod tests {
         let tampered = format!("{}{}@bounce.example", &local[..local.len() - 1], flipped);
         assert_eq!(v.decode(&tampered), Err(VerpError::BadMac));
         // Another secret.
-        let stranger = Verp::new("bounce+{token}@bounce.example", b"another secret, 32 bytes long!!!").unwrap();
+        let stranger = Verp::new(
+            "bounce+{token}@bounce.example",
+            b"another secret, 32 bytes long!!!",
+        )
+        .unwrap();
         assert_eq!(stranger.decode(&address), Err(VerpError::BadMac));
         // Not our template.
         assert_eq!(v.decode("alice@example.com"), Err(VerpError::NotOurs));
@@ -303,8 +319,14 @@ mod tests {
             v.decode(&address.replace("bounce.example", "bounce.example.net")),
             Err(VerpError::NotOurs)
         );
-        assert_eq!(v.decode("bounce+@bounce.example"), Err(VerpError::Malformed));
-        assert_eq!(v.decode("bounce+abc@bounce.example"), Err(VerpError::Malformed));
+        assert_eq!(
+            v.decode("bounce+@bounce.example"),
+            Err(VerpError::Malformed)
+        );
+        assert_eq!(
+            v.decode("bounce+abc@bounce.example"),
+            Err(VerpError::Malformed)
+        );
         assert_eq!(
             v.decode("bounce+abc-0000000000000000@bounce.example"),
             Err(VerpError::Malformed),
@@ -318,12 +340,30 @@ mod tests {
 
     #[test]
     fn template_and_ref_checks() {
-        assert!(matches!(Verp::new("bounce@bounce.example", SECRET), Err(VerpError::BadTemplate { .. })));
-        assert!(matches!(Verp::new("{token}{token}@x.example", SECRET), Err(VerpError::BadTemplate { .. })));
-        assert!(matches!(Verp::new("b@x.example+{token}", SECRET), Err(VerpError::BadTemplate { .. })));
-        assert!(matches!(Verp::new("b+{token}", SECRET), Err(VerpError::BadTemplate { .. })));
-        assert!(matches!(Verp::new("b+{token}@", SECRET), Err(VerpError::BadTemplate { .. })));
-        assert!(matches!(Verp::new("b c+{token}@x.example", SECRET), Err(VerpError::BadTemplate { .. })));
+        assert!(matches!(
+            Verp::new("bounce@bounce.example", SECRET),
+            Err(VerpError::BadTemplate { .. })
+        ));
+        assert!(matches!(
+            Verp::new("{token}{token}@x.example", SECRET),
+            Err(VerpError::BadTemplate { .. })
+        ));
+        assert!(matches!(
+            Verp::new("b@x.example+{token}", SECRET),
+            Err(VerpError::BadTemplate { .. })
+        ));
+        assert!(matches!(
+            Verp::new("b+{token}", SECRET),
+            Err(VerpError::BadTemplate { .. })
+        ));
+        assert!(matches!(
+            Verp::new("b+{token}@", SECRET),
+            Err(VerpError::BadTemplate { .. })
+        ));
+        assert!(matches!(
+            Verp::new("b c+{token}@x.example", SECRET),
+            Err(VerpError::BadTemplate { .. })
+        ));
         assert_eq!(
             Verp::new("b+{token}@x.example", b"short").unwrap_err(),
             VerpError::SecretTooShort { len: 5 }
@@ -331,14 +371,26 @@ mod tests {
         // The token may sit in the middle of the local part.
         let v = Verp::new("Bounces-{token}-x@Mail.Example", SECRET).unwrap();
         let a = v.encode("abc").unwrap();
-        assert!(a.starts_with("bounces-abc-") && a.ends_with("-x@mail.example"), "{a}");
+        assert!(
+            a.starts_with("bounces-abc-") && a.ends_with("-x@mail.example"),
+            "{a}"
+        );
         assert_eq!(v.decode(&a).unwrap(), "abc");
 
         let v = verp();
-        assert!(matches!(v.encode("ABC"), Err(VerpError::RefNotTokenSafe(_))));
-        assert!(matches!(v.encode("a/b"), Err(VerpError::RefNotTokenSafe(_))));
+        assert!(matches!(
+            v.encode("ABC"),
+            Err(VerpError::RefNotTokenSafe(_))
+        ));
+        assert!(matches!(
+            v.encode("a/b"),
+            Err(VerpError::RefNotTokenSafe(_))
+        ));
         assert!(matches!(v.encode(""), Err(VerpError::RefNotTokenSafe(_))));
-        assert_eq!(v.encode(&"a".repeat(41)), Err(VerpError::TooLong { len: 65 }));
+        assert_eq!(
+            v.encode(&"a".repeat(41)),
+            Err(VerpError::TooLong { len: 65 })
+        );
         assert!(v.encode(&"a".repeat(40)).is_ok());
         assert!(!format!("{v:?}").contains("0123456789abcdef"));
     }
