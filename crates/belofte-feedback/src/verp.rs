@@ -143,7 +143,8 @@ impl Verp {
     }
 
     /// The envelope sender for the message with this ref (normally [`message_ref`] of its
-    /// notification key).
+    /// notification key), all in lowercase (the template too), as it will come back from
+    /// MTAs that lowercase addresses.
     pub fn encode(&self, message_ref: &str) -> Result<String, VerpError> {
         if message_ref.is_empty() || !message_ref.bytes().all(is_ref_byte) {
             return Err(VerpError::RefNotTokenSafe(message_ref.to_string()));

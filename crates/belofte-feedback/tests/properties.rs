@@ -13,6 +13,8 @@ const FIXTURES: &[&str] = &[
     "postfix-gave-up.eml",
     "postfix-success.eml",
     "postfix-multi-recipient.eml",
+    "exim-unknown-user.eml",
+    "exim-redirect-fail.eml",
     "rfc3464-simple.eml",
     "rfc3464-multi-recipient.eml",
     "rfc3464-delayed.eml",
