@@ -86,5 +86,18 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
             app.shared.metrics.set("belofte_outbox_depth", &[("channel", &channel), ("status", &status)], n as f64);
         }
     }
+    let now = app.shared.clock.now();
+    if let Ok(overdue) = app.store.outbox_overdue(now).await {
+        // Every channel has a series, 0 when nothing is due: alerts compare, never miss one.
+        for channel in ["email", "sms", "event"] {
+            app.shared.metrics.set("belofte_outbox_due", &[("channel", channel)], 0.0);
+            app.shared.metrics.set("belofte_outbox_oldest_seconds", &[("channel", channel)], 0.0);
+        }
+        for (channel, n, oldest) in overdue {
+            let waited = (now - oldest).num_milliseconds().max(0) as f64 / 1000.0;
+            app.shared.metrics.set("belofte_outbox_due", &[("channel", &channel)], n as f64);
+            app.shared.metrics.set("belofte_outbox_oldest_seconds", &[("channel", &channel)], waited);
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.shared.metrics.render())
 }

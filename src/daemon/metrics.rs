@@ -15,20 +15,45 @@ struct Histogram {
     count: u64,
 }
 
-#[derive(Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, String), f64>>,
     gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
     histograms: Mutex<BTreeMap<(&'static str, String), Histogram>>,
 }
 
+/// Counters that alerts watch with `increase()`: they are served as 0 from the start, so
+/// the first failure is an increase and not a series that merely appears.
+const ZERO_AT_START: &[(&str, &[(&str, &str)])] = &[
+    ("belofte_dead_letters_total", &[("why", "rejected")]),
+    ("belofte_dead_letters_total", &[("why", "parked_too_long")]),
+    ("belofte_render_failures_total", &[]),
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Metrics {
+            counters: Mutex::default(),
+            gauges: Mutex::default(),
+            histograms: Mutex::default(),
+        };
+        for (name, pairs) in ZERO_AT_START {
+            metrics.add(*name, pairs, 0.0);
+        }
+        metrics
+    }
+}
+
 const HELP: &[(&str, &str, &str)] = &[
     ("belofte_events_total", "counter", "Events consumed, by CloudEvents type and outcome (applied, duplicate, parked, ignored, rejected)."),
     ("belofte_dead_letters_total", "counter", "Events sent to the dead-letter topic, by why."),
+    ("belofte_render_failures_total", "counter", "Decided messages that could not be rendered (not enqueued; the log names order, kind and channel)."),
     ("belofte_messages_enqueued_total", "counter", "Messages decided and committed to the outbox, by channel and kind."),
     ("belofte_sends_total", "counter", "Delivery attempts, by channel and result (sent, transient, permanent, unknown, auth_failed, suppressed)."),
     ("belofte_consumer_lag", "gauge", "Messages behind the end of the assigned partitions."),
     ("belofte_outbox_depth", "gauge", "Outbox rows by channel and status."),
+    ("belofte_outbox_due", "gauge", "Outbox rows whose send time has passed and that are not sent yet, by channel (held SMS are not due)."),
+    ("belofte_outbox_oldest_seconds", "gauge", "How long the oldest due, unsent outbox row has waited past its send time, by channel (0: none)."),
+    ("belofte_last_event_timestamp_seconds", "gauge", "Unix time of the last Kafka record this instance consumed (its start until the first)."),
     ("belofte_orders", "gauge", "Orders held in memory."),
     ("belofte_parked_events", "gauge", "Events waiting for their order or tracking number."),
     ("belofte_channel_paused", "gauge", "1 while a channel is paused because its credentials were refused."),

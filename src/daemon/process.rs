@@ -47,6 +47,8 @@ pub async fn run(
     world.take_parked_changes();
     tracing::info!(orders = restored, parked = world.parked_count(), "state restored");
     shared.metrics.set("belofte_orders", &[], world.order_count() as f64);
+    // "No events for a long time" counts from the start until the first record.
+    shared.metrics.set("belofte_last_event_timestamp_seconds", &[], shared.clock.now().timestamp() as f64);
 
     let mut last_now: Option<Instant> = None;
     let mut broker_error_logged = false;
@@ -104,6 +106,7 @@ pub async fn run(
             for _ in &records {
                 shared.metrics.observe("belofte_event_seconds", &[], per);
             }
+            shared.metrics.set("belofte_last_event_timestamp_seconds", &[], now.timestamp() as f64);
         }
         shared.metrics.set("belofte_orders", &[], world.order_count() as f64);
         shared.metrics.set("belofte_parked_events", &[], world.parked_count() as f64);
@@ -187,6 +190,7 @@ async fn process(
             }
             Err(e) => {
                 // `belofte check` runs at start-up, so this is a bug, not an ops mistake.
+                metrics.inc("belofte_render_failures_total", &[]);
                 tracing::error!(order = %d.order_id, kind = %d.kind, channel = %d.channel, error = %e, "cannot render a decided message");
             }
         }

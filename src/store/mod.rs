@@ -440,6 +440,25 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
+    /// Per channel, the rows whose send time has passed but that are not sent yet, and the
+    /// oldest such send time (for /metrics: a stuck or slow channel). Rows held for later
+    /// (quiet hours, the daily cap) are not due yet and are not counted.
+    pub async fn outbox_overdue(&self, now: Instant) -> Result<Vec<(String, i64, Instant)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, COUNT(*), MIN(send_at) FROM outbox
+             WHERE status IN ('pending', 'unknown', 'sending') AND send_at <= ?1 GROUP BY channel ORDER BY channel",
+        )
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let oldest: String = r.get(2);
+                Ok((r.get(0), r.get(1), parse_ts(&oldest)?))
+            })
+            .collect()
+    }
+
     /// Every outbox row with its status, oldest first (tests, demo summary).
     pub async fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
         let rows = sqlx::query(
