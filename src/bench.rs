@@ -19,10 +19,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
 
 use crate::channels::{EmailBackend, MemoryMailer, MemorySms, SmsBackend, SmtpConfig, Tls, TwilioConfig};
-use crate::core::domain::{Channel, Instant};
-use crate::core::event::{decode, parse_time};
-use crate::core::output::render_line;
-use crate::core::world::World;
+use belofte_core::domain::{Channel, Instant};
+use belofte_core::event::{decode, parse_time};
+use crate::render::line::render_line;
+use belofte_core::world::World;
 use crate::daemon::config::{EmailBackendKind, SmsBackendKind};
 use crate::daemon::{Clock, DaemonConfig, Overrides, Running, Shared};
 use crate::kafka::mock::EmbeddedBroker;
@@ -620,7 +620,7 @@ async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Res
         for line in [placed_line(n), delayed] {
             let event = decode(line.as_bytes()).map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
             let (_, decisions) = world.ingest(event, now).map_err(|e| anyhow::anyhow!("bench event: {e}"))?;
-            for d in decisions.into_iter().filter(|d| d.channel == channel) {
+            for d in decisions.decisions.into_iter().filter(|d| d.channel == channel) {
                 let line = render_line(policy, &templates, &d, true).map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
                 latest = latest.max(d.send_at);
                 batch.messages.push(NewMessage {

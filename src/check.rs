@@ -14,9 +14,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::domain::{Channel, Instant, Item, Kind, Lang, PickupPoint, Reason, Tone};
-use crate::core::notice::Notice;
-use crate::core::policy::{Brand, CompensationTier, Policy};
+use belofte_core::domain::{Channel, Instant, Item, Kind, Lang, PickupPoint, Reason, Tone};
+use belofte_core::notice::Notice;
+use belofte_core::policy::{Brand, CompensationTier, Policy};
 use crate::render::words::{day_month, euro, sms_units};
 use crate::render::{Part, Rendered, Source, TemplateError, Templates, LAYOUT_FILE, VOICE_SECTIONS};
 
@@ -522,6 +522,27 @@ fn check_message(ctx: &Ctx<'_>, r: &Rendered, report: &mut Report) {
         );
     }
 
+    // Moderation: the next update may be days or a week away; the words must not promise
+    // "tomorrow" then.
+    if let Some(next) = n.next_update_at {
+        let tz = ctx.brand.time_zone;
+        let tomorrow = belofte_core::calendar::local_date(tz, n.decided_at).succ_opt();
+        if Some(belofte_core::calendar::local_date(tz, next)) != tomorrow {
+            let said = match lang {
+                Lang::Nl => find_word_in(&r.text, &["morgen"]),
+                Lang::En => find_word_in(&r.text, &["tomorrow"]),
+            };
+            if let Some(word) = said {
+                report.add(
+                    &file,
+                    None,
+                    &ctx.key("cadence"),
+                    format!("{}: says {word:?}, but the next update is {}: name its day", ctx.what(), dm(next)),
+                );
+            }
+        }
+    }
+
     if n.again && matches!(n.kind, Kind::Delayed | Kind::Backorder) {
         let said = match lang {
             Lang::Nl => has_any_word(&r.text, &["opnieuw", "weer"]),
@@ -578,6 +599,11 @@ fn has_html(text: &str) -> bool {
 /// Words as Python's `\b` sees them: letters, digits and underscore.
 fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
+}
+
+/// The first of `wanted` that stands in `text` as a word.
+fn find_word_in<'w>(text: &str, wanted: &[&'w str]) -> Option<&'w str> {
+    wanted.iter().copied().find(|w| has_any_word(text, &[*w]))
 }
 
 fn has_any_word(text: &str, wanted: &[&str]) -> bool {

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Europe::Amsterdam;
 use serde_json::Value;
 
-use crate::core::domain::Instant;
-use crate::core::event::parse_time;
+use belofte_core::domain::Instant;
+use belofte_core::event::parse_time;
 use crate::daemon::config::{EmailBackendKind, SmsBackendKind};
 use crate::daemon::{Clock, DaemonConfig, Overrides, Running};
 use crate::kafka::mock::EmbeddedBroker;

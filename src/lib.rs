@@ -4,7 +4,6 @@
 pub mod bench;
 pub mod channels;
 pub mod check;
-pub mod core;
 pub mod daemon;
 pub mod demo;
 pub mod generate;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use belofte::core::event::parse_time;
+use belofte_core::event::parse_time;
 use belofte::render::Templates;
 use belofte::settings;
 use belofte::simulate::Simulation;
@@ -38,6 +38,10 @@ enum Command {
         /// Exit non-zero when any line was rejected.
         #[arg(long)]
         strict: bool,
+        /// Also write the trace (why each message went, and why one did not) to this file,
+        /// one JSON object per line; the output stays as it is.
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
     /// Lint configuration and templates: every kind × channel × language × tone.
     Check {
@@ -117,7 +121,7 @@ fn load(config: Option<&Path>, templates: Option<&Path>) -> Result<(settings::Se
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Simulate { events, until, config, templates, strict } => {
+        Command::Simulate { events, until, config, templates, strict, trace } => {
             let until = match until {
                 Some(s) => Some(parse_time(&s).with_context(|| format!("--until {s:?} is not RFC 3339 with an offset"))?),
                 None => None,
@@ -128,7 +132,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let stderr = std::io::stderr();
             let mut err = std::io::BufWriter::new(stderr.lock());
             let label = events.display().to_string();
-            let summary = Simulation::new(&settings.policy, &templates).process_ends_after().run(
+            let mut trace_file = match &trace {
+                Some(path) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => None,
+            };
+            let mut simulation = Simulation::new(&settings.policy, &templates).process_ends_after();
+            if let Some(f) = trace_file.as_mut() {
+                simulation = simulation.traced(f);
+            }
+            let summary = simulation.run(
                 BufReader::with_capacity(1 << 16, file),
                 until,
                 &mut out,

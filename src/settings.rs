@@ -9,8 +9,8 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::core::domain::{Channel, Kind, Tone};
-use crate::core::policy::{Brand, CompensationTier, Policy, ShippingMethod};
+use belofte_core::domain::{Channel, Kind, Tone};
+use belofte_core::policy::{Brand, CompensationTier, Policy, ShippingMethod};
 
 pub const ENV_PREFIX: &str = "BELOFTE";
 pub const ENV_SEPARATOR: &str = "__";
@@ -62,8 +62,11 @@ struct RawPolicy {
     cap_release_time: String,
     quiet_from: String,
     quiet_until: String,
-    next_update_after_days: u32,
+    update_cadence_days: Vec<u32>,
     next_update_time: String,
+    #[serde(default)]
+    no_news_escalate_after: u32,
+    max_future_skew_minutes: i64,
     followup_after_days: u32,
     followup_time: String,
     park_hours: i64,
@@ -245,8 +248,11 @@ fn build_policy(root: RawRoot, sources: &[(PathBuf, String)]) -> Result<Policy, 
     if p.park_hours <= 0 {
         return Err(c.bad("policy.park_hours", "must be more than 0"));
     }
-    if p.next_update_after_days == 0 {
-        return Err(c.bad("policy.next_update_after_days", "must be at least 1"));
+    if p.update_cadence_days.is_empty() || p.update_cadence_days.contains(&0) {
+        return Err(c.bad("policy.update_cadence_days", "needs at least one step, each at least 1 day"));
+    }
+    if p.max_future_skew_minutes < 0 {
+        return Err(c.bad("policy.max_future_skew_minutes", "must be 0 or more"));
     }
 
     let mut channels = BTreeMap::new();
@@ -303,7 +309,7 @@ fn build_policy(root: RawRoot, sources: &[(PathBuf, String)]) -> Result<Policy, 
             .time_zone
             .parse()
             .map_err(|_| c.bad(&format!("{key}.time_zone"), format!("{:?} is not an IANA time zone", b.time_zone)))?;
-        if crate::core::domain::Lang::of_locale(&b.default_locale).is_none() {
+        if belofte_core::domain::Lang::of_locale(&b.default_locale).is_none() {
             return Err(c.bad(
                 &format!("{key}.default_locale"),
                 format!("{:?}: there are no templates for this language (nl, en)", b.default_locale),
@@ -351,7 +357,9 @@ fn build_policy(root: RawRoot, sources: &[(PathBuf, String)]) -> Result<Policy, 
         cap_release_time: c.time("policy.cap_release_time", &p.cap_release_time)?,
         quiet_from: c.time("policy.quiet_from", &p.quiet_from)?,
         quiet_until: c.time("policy.quiet_until", &p.quiet_until)?,
-        next_update_after_days: p.next_update_after_days,
+        update_cadence_days: p.update_cadence_days.clone(),
+        no_news_escalate_after: p.no_news_escalate_after,
+        max_future_skew: chrono::Duration::minutes(p.max_future_skew_minutes),
         next_update_time: c.time("policy.next_update_time", &p.next_update_time)?,
         followup_after_days: p.followup_after_days,
         followup_time: c.time("policy.followup_time", &p.followup_time)?,

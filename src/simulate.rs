@@ -6,12 +6,13 @@ use std::io::{BufRead, Write};
 
 use chrono::Duration;
 
-use crate::core::domain::Instant;
-use crate::core::engine::Decision;
-use crate::core::event::{decode, Event, Rejection};
-use crate::core::output::render_line;
-use crate::core::policy::Policy;
-use crate::core::world::{event_key, Outcome, World};
+use belofte_core::domain::Instant;
+use belofte_core::engine::Decision;
+use belofte_core::event::{decode, Event, Rejection};
+use crate::render::line::render_line;
+use belofte_core::policy::Policy;
+use belofte_core::trace::Step;
+use belofte_core::world::{event_key, DeadLetter, Outcome, World};
 use crate::render::Templates;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -32,11 +33,19 @@ pub struct Simulation<'a> {
     policy: &'a Policy,
     templates: &'a Templates,
     process_ends_after: bool,
+    trace: Option<&'a mut (dyn Write + Send + Sync)>,
 }
 
 impl<'a> Simulation<'a> {
     pub fn new(policy: &'a Policy, templates: &'a Templates) -> Self {
-        Simulation { policy, templates, process_ends_after: false }
+        Simulation { policy, templates, process_ends_after: false, trace: None }
+    }
+
+    /// Write the trace of every step (`trace.md`) to `out`, one JSON object per line. The
+    /// messages on the output stay exactly as they are.
+    pub fn traced(mut self, out: &'a mut (dyn Write + Send + Sync)) -> Self {
+        self.trace = Some(out);
+        self
     }
 
     /// The process exits after this run (the CLI): the world is not freed order by order,
@@ -53,7 +62,7 @@ impl<'a> Simulation<'a> {
     /// and writes, in the order decided (rendering is pure, so the output is the same as
     /// rendering inline).
     pub fn run(
-        &self,
+        &mut self,
         input: impl BufRead + Send,
         until: Option<Instant>,
         out: &mut (impl Write + Send),
@@ -61,11 +70,13 @@ impl<'a> Simulation<'a> {
         label: &str,
     ) -> std::io::Result<Summary> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decision>>(64);
+        let trace = self.trace.take();
+        let this = &*self;
         std::thread::scope(|scope| {
             let writer = std::thread::Builder::new()
                 .name("render".into())
-                .spawn_scoped(scope, move || self.render_all(rx, out))?;
-            let decided = self.decide_all(input, until, tx, err, label);
+                .spawn_scoped(scope, move || this.render_all(rx, out))?;
+            let decided = this.decide_all(input, until, tx, err, trace, label);
             let rendered = writer.join().map_err(|_| std::io::Error::other("the rendering thread panicked"))?;
             let (messages, failures) = rendered?;
             let mut summary = decided?;
@@ -113,6 +124,7 @@ impl<'a> Simulation<'a> {
         until: Option<Instant>,
         tx: std::sync::mpsc::SyncSender<Vec<Decision>>,
         err: &mut impl Write,
+        mut trace: Option<&mut (dyn Write + Send + Sync)>,
         label: &str,
     ) -> std::io::Result<Summary> {
         const BATCH: usize = 256;
@@ -121,7 +133,7 @@ impl<'a> Simulation<'a> {
         std::thread::scope(|scope| {
             let reader =
                 std::thread::Builder::new().name("decode".into()).spawn_scoped(scope, move || decode_lines(input, lines_tx))?;
-            let mut world = World::new(self.policy);
+            let mut world = if trace.is_some() { World::new(self.policy).traced() } else { World::new(self.policy) };
             let mut summary = Summary::default();
             let mut clock: Option<Instant> = None;
             let mut pending: Vec<Decision> = Vec::with_capacity(BATCH);
@@ -146,18 +158,20 @@ impl<'a> Simulation<'a> {
                     };
                     let arrival = clock.map_or(event.time, |c| c.max(event.time));
                     clock = Some(arrival);
-                    if !send(world.advance(arrival), &mut pending) {
+                    let fx = world.advance(arrival);
+                    report(fx.dead_letters, fx.trace, &mut summary, err, trace.as_deref_mut(), label)?;
+                    if !send(fx.decisions, &mut pending) {
                         break 'lines;
                     }
-                    report_dead(&mut world, &mut summary, err, label)?;
                     let ok = match world.ingest_keyed(event, key, arrival) {
-                        Ok((Outcome::Duplicate, _)) => {
-                            summary.duplicates += 1;
-                            true
-                        }
-                        Ok((_, decisions)) => {
-                            summary.accepted += 1;
-                            send(decisions, &mut pending)
+                        Ok((outcome, fx)) => {
+                            if outcome == Outcome::Duplicate {
+                                summary.duplicates += 1;
+                            } else {
+                                summary.accepted += 1;
+                            }
+                            report(fx.dead_letters, fx.trace, &mut summary, err, trace.as_deref_mut(), label)?;
+                            send(fx.decisions, &mut pending)
                         }
                         Err(reason) => {
                             summary.rejected += 1;
@@ -168,16 +182,19 @@ impl<'a> Simulation<'a> {
                     if !ok {
                         break 'lines;
                     }
-                    report_dead(&mut world, &mut summary, err, label)?;
                 }
             }
             reader.join().map_err(|_| std::io::Error::other("the reading thread panicked"))??;
             if let Some(end) = until.or_else(|| clock.map(|c| c + Duration::days(DEFAULT_RUN_ON_DAYS))) {
-                send(world.advance(end), &mut pending);
-                report_dead(&mut world, &mut summary, err, label)?;
+                let fx = world.advance(end);
+                report(fx.dead_letters, fx.trace, &mut summary, err, trace.as_deref_mut(), label)?;
+                send(fx.decisions, &mut pending);
             }
             if !pending.is_empty() {
                 let _ = tx.send(pending);
+            }
+            if let Some(out) = trace {
+                out.flush()?;
             }
             if self.process_ends_after {
                 std::mem::forget(world);
@@ -220,8 +237,22 @@ fn decode_lines(
     Ok(())
 }
 
-fn report_dead(world: &mut World<'_>, summary: &mut Summary, err: &mut impl Write, label: &str) -> std::io::Result<()> {
-    for dead in world.take_dead_letters() {
+/// Dead letters on `err`; the trace, when asked for, one JSON object per line.
+fn report<W: Write + ?Sized>(
+    dead_letters: Vec<DeadLetter>,
+    steps: Vec<Step>,
+    summary: &mut Summary,
+    err: &mut impl Write,
+    trace: Option<&mut W>,
+    label: &str,
+) -> std::io::Result<()> {
+    if let Some(out) = trace {
+        for step in steps {
+            serde_json::to_writer(&mut *out, &step.to_json()).map_err(std::io::Error::other)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    for dead in dead_letters {
         summary.dead_lettered += 1;
         writeln!(
             err,

@@ -142,3 +142,16 @@ fn missing_required_template_and_phrase_are_reported() {
     assert!(problems.iter().any(|p| p.template.ends_with("backorder/nl/sms.txt.hbs") && p.message.starts_with("missing")), "{}", show(&problems));
     assert!(problems.iter().any(|p| p.template.ends_with("_voice/en.toml") && p.message.contains("sms_sorry")), "{}", show(&problems));
 }
+
+#[test]
+fn an_update_that_says_tomorrow_when_the_next_one_is_a_week_away_is_refused() {
+    let (_tmp, dir) = broken("update/en/email.txt.hbs", |s| {
+        s.replacen("You'll hear from us again by {{next_update.at}} at the latest", "You'll hear from us again tomorrow, by {{next_update.at}} at the latest", 1)
+    });
+    let problems = lint(&policy(), &dir);
+    let p = problems
+        .iter()
+        .find(|p| p.template.ends_with("update/en/email.txt.hbs") && p.to_string().contains("tomorrow"))
+        .unwrap_or_else(|| panic!("{}", show(&problems)));
+    assert!(p.to_string().contains("name its day"), "{p}");
+}

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use belofte::channels::{SmtpConfig, Tls, TwilioConfig};
-use belofte::core::event::parse_time;
-use belofte::core::output::Line;
+use belofte_core::event::parse_time;
+use belofte::render::line::Line;
 use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
@@ -511,5 +511,33 @@ async fn a_broker_outage_is_waited_out_and_reported_not_ready() {
     }
     peers.smtp.wait_for_accepted(2, Duration::from_secs(60)).await;
     eventually_async("ready again", Duration::from_secs(30), || async move { ready(addr).await }).await;
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_from_a_clock_two_days_ahead_is_dead_lettered_and_the_next_real_one_applied() {
+    let broker = broker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let running = Running::start(settings_now(), templates(), config(&broker, &dir.path().join("belofte.db"), &peers, "skew"), Overrides::default())
+        .await
+        .expect("daemon starts");
+    let lines = order_now("F-1", &["email"], "+31600000011");
+    let (topic, key) = route(&lines[0]);
+    broker.produce(topic, key.as_deref(), lines[0].as_bytes()).expect("produce");
+    // A producer whose clock is two days ahead says the order is delayed.
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let future = format!(
+        r#"{{"specversion":"1.0","id":"F-1-future","source":"/warehouse/tilburg","type":"warehouse.delayed","time":"{ahead}","data":{{"order_id":"F-1","reason":"capacity","expected_ship_at":null}}}}"#
+    );
+    broker.produce("warehouse", Some(b"F-1"), future.as_bytes()).expect("produce");
+    // Then the real fact, stamped now.
+    broker.produce("warehouse", Some(b"F-1"), lines[1].as_bytes()).expect("produce");
+    peers.smtp.wait_for_accepted(1, Duration::from_secs(30)).await;
+    let dead = broker.consume_all("belofte.dead-letter", Duration::from_secs(10));
+    assert_eq!(dead.len(), 1, "only the event from the future is dead-lettered");
+    let reason = dead[0].2.iter().find(|(k, _)| k == "belofte-reason").map(|(_, v)| String::from_utf8_lossy(v).to_string()).unwrap_or_default();
+    assert!(reason.contains("ahead of its arrival") && reason.contains("max_future_skew"), "{reason}");
+    assert_eq!(running.shared.metrics.counter("belofte_events_total", &[("type", "warehouse.delayed"), ("outcome", "rejected")]), 1.0);
     running.shutdown().await.expect("clean shutdown");
 }

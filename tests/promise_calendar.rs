@@ -1,8 +1,8 @@
 //! The promise a shop makes, computed as a customer in the Netherlands lives it: the
 //! cut-off, Sundays and holidays without deliveries, and both DST changes.
 
-use belofte::core::calendar::{self, local_at};
-use belofte::core::policy::Policy;
+use belofte_core::calendar::{self, local_at};
+use belofte_core::policy::Policy;
 use belofte::settings;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Europe::Amsterdam;

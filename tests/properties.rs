@@ -1,13 +1,14 @@
 //! Invariants that must hold for every stream, not only the stories: the same input gives
 //! the same output, a replayed event changes nothing, no SMS in the quiet hours, nothing
-//! for an order after it was cancelled, and never more notices a day than the cap.
+//! for an order after it was cancelled, never more notices a day than the cap, and promised
+//! updates without news never closer together than the cadence allows.
 
-use belofte::core::calendar;
-use belofte::core::domain::{Channel, Instant, Kind};
-use belofte::core::engine::Decision;
-use belofte::core::event::{decode, Event, Fact};
-use belofte::core::policy::Policy;
-use belofte::core::world::World;
+use belofte_core::calendar;
+use belofte_core::domain::{Channel, Instant, Kind};
+use belofte_core::engine::Decision;
+use belofte_core::event::{decode, Event, Fact};
+use belofte_core::policy::Policy;
+use belofte_core::world::World;
 use belofte::settings;
 use chrono::{Duration, TimeZone};
 use chrono_tz::Europe::Amsterdam;
@@ -86,13 +87,13 @@ fn run(policy: &Policy, events: &[Event]) -> (Vec<Decision>, HashMap<String, Ins
     let mut clock = events[0].time;
     for e in events {
         clock = clock.max(e.time);
-        out.extend(world.advance(clock));
+        out.extend(world.advance(clock).decisions);
         if let Fact::OrderCancelled { order_id, .. } = &e.fact {
             cancelled.entry(order_id.to_string()).or_insert(clock);
         }
-        out.extend(world.ingest(e.clone(), clock).expect("accepted").1);
+        out.extend(world.ingest(e.clone(), clock).expect("accepted").1.decisions);
     }
-    out.extend(world.advance(clock + Duration::days(10)));
+    out.extend(world.advance(clock + Duration::days(10)).decisions);
     (out, cancelled)
 }
 
@@ -139,6 +140,29 @@ proptest! {
         }
         for ((order, day), notices) in per_day {
             prop_assert!(notices.len() as u32 <= p.max_notices_per_day, "{} got {:?} on {}", order, notices, day);
+        }
+    }
+
+    #[test]
+    fn updates_without_news_come_no_closer_together_than_the_cadence(steps in prop::collection::vec(step(), 1..60)) {
+        let p = policy();
+        let (out, _) = run(&p, &events(&steps));
+        // Per order, its emails in order: a streak of updates without news follows the
+        // message that gave no date; the i-th of them comes at least step(i-1) days after
+        // the one before.
+        let mut last: HashMap<&str, (chrono::NaiveDate, u32)> = HashMap::new();
+        for d in out.iter().filter(|d| d.channel == Channel::Email) {
+            let day = calendar::local_date(Amsterdam, d.send_at);
+            let no_news = d.kind == Kind::Update && d.promise.new.is_none();
+            let streak = match last.get(d.order_id.as_str()) {
+                Some((previous, streak)) if no_news => {
+                    let step = p.update_step_days(*streak) as i64;
+                    prop_assert!((day - *previous).num_days() >= step, "update {} days after the previous, the cadence says {}: {:?}", (day - *previous).num_days(), step, d);
+                    streak + 1
+                }
+                _ => 0,
+            };
+            last.insert(d.order_id.as_str(), (day, streak));
         }
     }
 }

@@ -2,8 +2,8 @@
 //! kind × channel × language × tone, with notices that take every branch.
 mod render_support;
 
-use belofte::core::domain::{Channel, Item, Kind, Lang, PickupPoint, Reason};
-use belofte::core::notice::Notice;
+use belofte_core::domain::{Channel, Item, Kind, Lang, PickupPoint, Reason};
+use belofte_core::notice::Notice;
 use belofte::render::Templates;
 use render_support::*;
 

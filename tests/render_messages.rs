@@ -2,8 +2,8 @@
 //! diff) and the rules every message keeps.
 mod render_support;
 
-use belofte::core::domain::{Channel, Kind, Lang, Reason, Tone};
-use belofte::core::notice::Notice;
+use belofte_core::domain::{Channel, Kind, Lang, Reason, Tone};
+use belofte_core::notice::Notice;
 use belofte::render::{sms_units, Rendered, Templates};
 use render_support::*;
 
@@ -51,7 +51,7 @@ fn delayed_again_nl_formal_without_voucher() {
     n.compensation_eur = None;
     n.reason = Some(Reason::Weather);
     n.customer_name = "Ingrid Hoekstra".to_string();
-    n.items = vec![belofte::core::domain::Item {
+    n.items = vec![belofte_core::domain::Item {
         sku: "PAP-A4-2500".into(),
         name: "Printpapier A4 (2500 vel)".to_string(),
         qty: 2,

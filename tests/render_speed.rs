@@ -7,9 +7,9 @@ mod render_support;
 use std::hint::black_box;
 use std::time::Instant;
 
-use belofte::core::domain::{Channel, Kind, Lang, Reason};
-use belofte::core::notice::Notice;
-use belofte::core::policy::Brand;
+use belofte_core::domain::{Channel, Kind, Lang, Reason};
+use belofte_core::notice::Notice;
+use belofte_core::policy::Brand;
 use belofte::render::Templates;
 use render_support::*;
 
@@ -39,7 +39,7 @@ fn workload() -> Vec<(Notice, Brand)> {
                         }
                         _ => {
                             n = with_pickup(n);
-                            n.items.push(belofte::core::domain::Item {
+                            n.items.push(belofte_core::domain::Item {
                                 sku: "X".into(),
                                 name: "USB-C lader".to_string(),
                                 qty: 2,

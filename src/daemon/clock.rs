@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::core::domain::Instant;
+use belofte_core::domain::Instant;
 
 #[derive(Debug, Clone)]
 pub enum Clock {

@@ -12,8 +12,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::channels::{EmailBackend, OutgoingEmail, OutgoingSms, SendOutcome, SmsBackend};
-use crate::core::domain::Instant;
-use crate::core::output::Line;
+use belofte_core::domain::Instant;
+use crate::render::line::Line;
 use crate::generate::Rng;
 use crate::kafka::Producers;
 use crate::store::{Claimed, Settle, Store};

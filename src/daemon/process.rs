@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::core::domain::{Channel, Instant};
-use crate::core::engine::Decision;
-use crate::core::event::{decode, Event};
-use crate::core::output::{action_data, local_rfc3339, render_line};
-use crate::core::world::{event_key, Outcome, World};
+use belofte_core::domain::{Channel, Instant};
+use belofte_core::engine::Decision;
+use belofte_core::event::{decode, Event};
+use crate::render::line::{action_data, local_rfc3339, render_line};
+use belofte_core::world::{event_key, Outcome, World};
 use crate::kafka::{Ingest, Producers, Record};
 use crate::store::{Batch, NewMessage, Store};
 
@@ -31,7 +31,7 @@ pub async fn run(
     wake_dispatch: Arc<Notify>,
 ) -> Result<(), DaemonError> {
     let policy = &shared.settings.policy;
-    let mut world = World::new(policy).tracking_changes();
+    let mut world = World::new(policy);
     let snapshot = store.load().await?;
     let restored = snapshot.orders.len();
     for key in snapshot.seen {
@@ -43,8 +43,6 @@ pub async fn run(
     for (event, expires) in snapshot.parked {
         world.restore_parked(event, expires);
     }
-    world.take_dirty();
-    world.take_parked_changes();
     tracing::info!(orders = restored, parked = world.parked_count(), "state restored");
     shared.metrics.set("belofte_orders", &[], world.order_count() as f64);
     // "No events for a long time" counts from the start until the first record.
@@ -128,7 +126,7 @@ async fn process(
     now: Instant,
 ) -> Result<(), DaemonError> {
     let metrics = &shared.metrics;
-    let mut decisions = world.advance(now);
+    let mut effects = world.advance(now);
     let mut batch = Batch::default();
     let mut dead: Vec<(Record, String)> = Vec::new();
     for r in records {
@@ -160,7 +158,7 @@ async fn process(
                 if outcome != Outcome::Duplicate {
                     batch.seen.push(key);
                 }
-                decisions.extend(ds);
+                effects.absorb(ds);
             }
             Err(reason) => {
                 tracing::warn!(topic = %r.topic, offset = r.offset, %reason, "event rejected");
@@ -169,20 +167,23 @@ async fn process(
             }
         }
     }
-    for letter in world.take_dead_letters() {
+    for letter in std::mem::take(&mut effects.dead_letters) {
         metrics.inc("belofte_dead_letters_total", &[("why", "parked_too_long")]);
         tracing::warn!(event = %letter.event.id, reason = %letter.reason, "parked event given up");
         dead.push((parked_record(&letter.event), letter.reason));
     }
-    for id in world.take_dirty() {
-        if let Some(o) = world.order(&id) {
+    // Each changed order is written once per batch, however many events touched it.
+    let mut changed = std::mem::take(&mut effects.changed);
+    changed.sort_unstable();
+    changed.dedup();
+    for id in &changed {
+        if let Some(o) = world.order(id) {
             batch.orders.push(o.clone());
         }
     }
-    let parked = world.take_parked_changes();
-    batch.parked_added = parked.added;
-    batch.parked_removed = parked.removed;
-    for d in &decisions {
+    batch.parked_added = std::mem::take(&mut effects.parked_added);
+    batch.parked_removed = std::mem::take(&mut effects.parked_removed);
+    for d in &effects.decisions {
         match message(shared, d) {
             Ok(m) => {
                 metrics.inc("belofte_messages_enqueued_total", &[("channel", d.channel.as_str()), ("kind", d.kind.as_str())]);

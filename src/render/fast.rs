@@ -23,9 +23,9 @@ use serde_json::Value as Json;
 
 use super::words::{self, DateText};
 use super::{lang_index, reason_slot, tone_index, voice_slot, Phrase, PhraseTable, VOICE_SECTIONS};
-use crate::core::domain::{Lang, Reason, Tone};
-use crate::core::notice::Notice;
-use crate::core::policy::Brand;
+use belofte_core::domain::{Lang, Reason, Tone};
+use belofte_core::notice::Notice;
+use belofte_core::policy::Brand;
 
 /// The render gave up: render again on the slow path (which reports the error, if any).
 #[derive(Debug)]
@@ -252,7 +252,7 @@ impl<'a> Facts<'a> {
         self.brand.tone
     }
 
-    fn instant(&self, d: DateOf) -> Option<crate::core::domain::Instant> {
+    fn instant(&self, d: DateOf) -> Option<belofte_core::domain::Instant> {
         let n = self.n;
         match d {
             DateOf::Original => Some(n.original),

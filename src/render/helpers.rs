@@ -9,7 +9,7 @@ use handlebars::{
 };
 
 use super::{lang_index, words, Phrase, PhraseTable, VOICE_SECTIONS};
-use crate::core::domain::{Lang, Reason, Tone};
+use belofte_core::domain::{Lang, Reason, Tone};
 
 fn other(msg: String) -> RenderError {
     RenderErrorReason::Other(msg).into()

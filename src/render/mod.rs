@@ -11,6 +11,7 @@
 //! Everything is compiled once in [`Templates::load`]; a render only builds one JSON context.
 
 mod fast;
+pub mod line;
 mod helpers;
 pub(crate) mod words;
 
@@ -23,9 +24,9 @@ use std::sync::Arc;
 use handlebars::{Context, Handlebars};
 use serde_json::{json, Map, Value};
 
-use crate::core::domain::{Channel, Kind, Lang, Reason, Tone};
-use crate::core::notice::Notice;
-use crate::core::policy::Brand;
+use belofte_core::domain::{Channel, Kind, Lang, Reason, Tone};
+use belofte_core::notice::Notice;
+use belofte_core::policy::Brand;
 
 pub use words::sms_units;
 
@@ -516,7 +517,7 @@ fn load_phrases(
     Ok(out)
 }
 
-fn date_or_null(lang: Lang, brand: &Brand, t: Option<crate::core::domain::Instant>) -> Value {
+fn date_or_null(lang: Lang, brand: &Brand, t: Option<belofte_core::domain::Instant>) -> Value {
     t.map(|t| words::date_words(lang, brand.time_zone, t)).unwrap_or(Value::Null)
 }
 

@@ -5,7 +5,7 @@ use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
-use crate::core::domain::{Instant, Lang};
+use belofte_core::domain::{Instant, Lang};
 
 const NL_WEEKDAYS: [&str; 7] = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"];
 const EN_WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];

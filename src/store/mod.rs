@@ -13,9 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::core::domain::Instant;
-use crate::core::engine::{OrderState, Status};
-use crate::core::event::Event;
+use belofte_core::domain::Instant;
+use belofte_core::engine::{OrderState, Status};
+use belofte_core::event::Event;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,7 +65,7 @@ pub struct NewMessage {
     pub channel: String,
     pub recipient: Option<String>,
     pub send_at: Instant,
-    /// The rendered line (`core::output::Line` as JSON, with the HTML part).
+    /// The rendered line (`render::Line` as JSON, with the HTML part).
     pub line: String,
 }
 

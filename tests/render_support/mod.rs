@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use belofte::core::domain::{Channel, Instant, Item, Kind, Lang, PickupPoint, Reason, Tone};
-use belofte::core::notice::Notice;
-use belofte::core::policy::{Brand, CompensationTier, Policy, ShippingMethod};
+use belofte_core::domain::{Channel, Instant, Item, Kind, Lang, PickupPoint, Reason, Tone};
+use belofte_core::notice::Notice;
+use belofte_core::policy::{Brand, CompensationTier, Policy, ShippingMethod};
 use chrono::{DateTime, NaiveTime, Weekday};
 
 pub fn templates_dir() -> PathBuf {
@@ -76,7 +76,9 @@ pub fn policy() -> Policy {
         cap_release_time: t(8, 0),
         quiet_from: t(21, 0),
         quiet_until: t(8, 0),
-        next_update_after_days: 1,
+        update_cadence_days: vec![1, 2, 4, 7],
+        no_news_escalate_after: 4,
+        max_future_skew: chrono::Duration::hours(1),
         next_update_time: t(12, 0),
         followup_after_days: 1,
         followup_time: t(10, 0),

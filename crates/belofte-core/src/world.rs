@@ -4,70 +4,21 @@
 //! on a virtual clock, the daemon on the wall clock and persists what changed.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+
+pub use super::hash::{event_key, FxHasher};
 
 use chrono::Duration;
 use hashbrown::hash_table::{Entry, HashTable};
 
 use super::domain::Instant;
 use super::engine::{Decision, Engine, OrderState};
+use super::trace::{EventOutcome, Step, Trace, What};
 use super::event::{Event, Fact, Rejection, Route};
 use super::policy::Policy;
 use super::name::Name;
 use super::slab::Slab;
-
-/// A fixed, fast hasher (the Fx algorithm of rustc): iteration order must not change
-/// between two runs on the same input, and keys here are ids, not attacker-chosen.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        for &b in chunks.remainder() {
-            self.add(b as u64);
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_u128(&mut self, i: u128) {
-        self.add(i as u64);
-        self.add((i >> 64) as u64);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        // Fx leaves the low bits (the ones hashbrown uses for the bucket) weakly mixed:
-        // ids that differ only in their high bytes ("G-0000001", "G-0260001") would pile
-        // into a few buckets. One splitmix64 finaliser spreads them.
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
@@ -124,20 +75,39 @@ pub struct World<'p> {
     park_expiry: BinaryHeap<Reverse<(Instant, u64, ParkKeyOrd)>>,
     wakeups: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     seq: u64,
-    dead: Vec<DeadLetter>,
-    dirty: BTreeSet<String>,
-    track_dirty: bool,
-    parked_added: Vec<(u128, Event, Instant)>,
-    parked_removed: Vec<u128>,
+    /// What the call under way did; handed to the caller when it returns.
+    fx: Effects,
+    trace: Trace,
 }
 
-/// What changed among parked events since the last call: the daemon keeps them durable.
+/// What one call of the world did: what the caller must act on and, for the daemon,
+/// persist. Returned by every call that changes the world, so nothing waits inside it.
 #[derive(Debug, Default)]
-pub struct ParkedChanges {
-    /// Event key, event, expiry.
-    pub added: Vec<(u128, Event, Instant)>,
-    /// Event keys released or dead-lettered.
-    pub removed: Vec<u128>,
+pub struct Effects {
+    /// Messages and events decided, in order.
+    pub decisions: Vec<Decision>,
+    /// Events given up on (parked too long, or refused when released).
+    pub dead_letters: Vec<DeadLetter>,
+    /// Orders whose state changed (an id may repeat).
+    pub changed: Vec<Name>,
+    /// Parked events added: event key, event, expiry.
+    pub parked_added: Vec<(u128, Event, Instant)>,
+    /// Parked events released or dead-lettered, by event key.
+    pub parked_removed: Vec<u128>,
+    /// The steps taken, when the world is traced.
+    pub trace: Vec<Step>,
+}
+
+impl Effects {
+    /// Add what a later call did (the daemon gathers a poll batch).
+    pub fn absorb(&mut self, mut later: Effects) {
+        self.decisions.append(&mut later.decisions);
+        self.dead_letters.append(&mut later.dead_letters);
+        self.changed.append(&mut later.changed);
+        self.parked_added.append(&mut later.parked_added);
+        self.parked_removed.append(&mut later.parked_removed);
+        self.trace.append(&mut later.trace);
+    }
 }
 
 /// `ParkKey` with an order, for the expiry heap.
@@ -163,110 +133,6 @@ impl From<&ParkKeyOrd> for ParkKey {
     }
 }
 
-/// The identity of an event for duplicate detection: `source` + `id`, as the 128-bit
-/// MurmurHash3 (x64) of both. The daemon stores these keys, so the function must never
-/// change between builds: it is written out here, not taken from `std` (whose hasher may
-/// change with any Rust release) or a crate that does not promise stable output.
-pub fn event_key(source: &str, id: &str) -> u128 {
-    let mut m = Murmur3::default();
-    m.write(source.as_bytes());
-    m.write(&[0xff]);
-    m.write(id.as_bytes());
-    m.finish()
-}
-
-/// MurmurHash3_x64_128 (Austin Appleby, public domain), seed 0, fed in pieces.
-#[derive(Default)]
-struct Murmur3 {
-    h1: u64,
-    h2: u64,
-    tail: [u8; 16],
-    tail_len: usize,
-    total: u64,
-}
-
-impl Murmur3 {
-    const C1: u64 = 0x87c3_7b91_1142_53d5;
-    const C2: u64 = 0x4cf5_ad43_2745_937f;
-
-    fn write(&mut self, mut bytes: &[u8]) {
-        self.total += bytes.len() as u64;
-        if self.tail_len > 0 {
-            let take = (16 - self.tail_len).min(bytes.len());
-            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
-            self.tail_len += take;
-            bytes = &bytes[take..];
-            if self.tail_len < 16 {
-                return;
-            }
-            let block = self.tail;
-            self.block(&block);
-            self.tail_len = 0;
-        }
-        let mut blocks = bytes.chunks_exact(16);
-        for b in &mut blocks {
-            let mut block = [0u8; 16];
-            block.copy_from_slice(b);
-            self.block(&block);
-        }
-        let rest = blocks.remainder();
-        self.tail[..rest.len()].copy_from_slice(rest);
-        self.tail_len = rest.len();
-    }
-
-    fn block(&mut self, b: &[u8; 16]) {
-        let (k1, k2) = Self::words(b);
-        self.h1 ^= Self::mix_k1(k1);
-        self.h1 = self.h1.rotate_left(27).wrapping_add(self.h2).wrapping_mul(5).wrapping_add(0x52dc_e729);
-        self.h2 ^= Self::mix_k2(k2);
-        self.h2 = self.h2.rotate_left(31).wrapping_add(self.h1).wrapping_mul(5).wrapping_add(0x3849_5ab5);
-    }
-
-    fn words(b: &[u8; 16]) -> (u64, u64) {
-        let mut lo = [0u8; 8];
-        let mut hi = [0u8; 8];
-        lo.copy_from_slice(&b[..8]);
-        hi.copy_from_slice(&b[8..]);
-        (u64::from_le_bytes(lo), u64::from_le_bytes(hi))
-    }
-
-    fn mix_k1(k: u64) -> u64 {
-        k.wrapping_mul(Self::C1).rotate_left(31).wrapping_mul(Self::C2)
-    }
-
-    fn mix_k2(k: u64) -> u64 {
-        k.wrapping_mul(Self::C2).rotate_left(33).wrapping_mul(Self::C1)
-    }
-
-    fn fmix(mut k: u64) -> u64 {
-        k ^= k >> 33;
-        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        k ^= k >> 33;
-        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        k ^ (k >> 33)
-    }
-
-    fn finish(mut self) -> u128 {
-        if self.tail_len > 0 {
-            let mut block = [0u8; 16];
-            block[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
-            let (k1, k2) = Self::words(&block);
-            if self.tail_len > 8 {
-                self.h2 ^= Self::mix_k2(k2);
-            }
-            self.h1 ^= Self::mix_k1(k1);
-        }
-        let (mut h1, mut h2) = (self.h1 ^ self.total, self.h2 ^ self.total);
-        h1 = h1.wrapping_add(h2);
-        h2 = h2.wrapping_add(h1);
-        h1 = Self::fmix(h1);
-        h2 = Self::fmix(h2);
-        h1 = h1.wrapping_add(h2);
-        h2 = h2.wrapping_add(h1);
-        ((h2 as u128) << 64) | h1 as u128
-    }
-}
-
 impl<'p> World<'p> {
     pub fn new(policy: &'p Policy) -> Self {
         World {
@@ -279,23 +145,21 @@ impl<'p> World<'p> {
             park_expiry: BinaryHeap::new(),
             wakeups: BinaryHeap::new(),
             seq: 0,
-            dead: Vec::new(),
-            dirty: BTreeSet::new(),
-            track_dirty: false,
-            parked_added: Vec::new(),
-            parked_removed: Vec::new(),
+            fx: Effects::default(),
+            trace: Trace::default(),
         }
     }
 
-    /// Remember which orders changed (the daemon persists them); simulate does not need it.
-    pub fn tracking_changes(mut self) -> Self {
-        self.track_dirty = true;
+    /// Record the trace of every step (`trace.md`) in the effects of each call.
+    pub fn traced(mut self) -> Self {
+        self.trace = Trace::new(true);
         self
     }
 
-    /// Parked events added and removed since the last call (only with `tracking_changes`).
-    pub fn take_parked_changes(&mut self) -> ParkedChanges {
-        ParkedChanges { added: std::mem::take(&mut self.parked_added), removed: std::mem::take(&mut self.parked_removed) }
+    fn effects(&mut self) -> Effects {
+        let mut fx = std::mem::take(&mut self.fx);
+        fx.trace = self.trace.take();
+        fx
     }
 
     /// Put back an event the daemon kept parked (start-up).
@@ -317,10 +181,8 @@ impl<'p> World<'p> {
     }
 
     fn touch(&mut self, slot: u32) {
-        if self.track_dirty {
-            if let Some(o) = self.orders.get(slot) {
-                self.dirty.insert(o.order_id.to_string());
-            }
+        if let Some(o) = self.orders.get(slot) {
+            self.fx.changed.push(o.order_id.clone());
         }
     }
 
@@ -379,29 +241,9 @@ impl<'p> World<'p> {
         self.tracking.find(id_hash(number), same).copied()
     }
 
-    /// Every order, for a daemon that writes them all (tests, snapshots).
-    pub fn orders(&self) -> impl Iterator<Item = &OrderState> {
-        self.orders.iter()
-    }
-
-    /// Mark an event id as seen without applying it (the daemon restores its log).
-    pub fn remember(&mut self, source: &str, id: &str) {
-        self.seen.insert(event_key(source, id));
-    }
-
     /// Mark an event key as seen (the daemon restores its log of keys).
     pub fn remember_key(&mut self, key: u128) {
         self.seen.insert(key);
-    }
-
-    /// Events given up on since the last call.
-    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.dead)
-    }
-
-    /// Orders whose state changed since the last call (the daemon persists these).
-    pub fn take_dirty(&mut self) -> BTreeSet<String> {
-        std::mem::take(&mut self.dirty)
     }
 
     /// The next moment something is due (a timer, a notice, a parked event expiring).
@@ -413,7 +255,7 @@ impl<'p> World<'p> {
 
     /// One event, arrived at `now`. Timers due before `now` must have been run first
     /// (`advance`).
-    pub fn ingest(&mut self, event: Event, now: Instant) -> Result<(Outcome, Vec<Decision>), Rejection> {
+    pub fn ingest(&mut self, event: Event, now: Instant) -> Result<(Outcome, Effects), Rejection> {
         let key = event_key(&event.source, &event.id);
         self.ingest_keyed(event, key, now)
     }
@@ -424,16 +266,34 @@ impl<'p> World<'p> {
         event: Event,
         key: u128,
         now: Instant,
-    ) -> Result<(Outcome, Vec<Decision>), Rejection> {
+    ) -> Result<(Outcome, Effects), Rejection> {
         debug_assert_eq!(key, event_key(&event.source, &event.id));
+        let skew = self.engine.policy().max_future_skew;
+        if event.time > now + skew {
+            return Err(Rejection::FromTheFuture {
+                time: event.time.to_rfc3339(),
+                arrived: now.to_rfc3339(),
+                ahead_minutes: (event.time - now).num_minutes(),
+                max_minutes: skew.num_minutes(),
+            });
+        }
         // One probe of the (large, cache-cold) set: mark first, unmark if it is refused,
         // so a corrected event with the same id can still come.
         if !self.seen.insert(key) {
-            return Ok((Outcome::Duplicate, Vec::new()));
+            if self.trace.is_on() {
+                let order = self.order_named_by(&event).map(|o| (o.order_id.clone(), self.tz_of(o)));
+                self.trace.record(|| event_step(&event, order, now, EventOutcome::Duplicate));
+            }
+            return Ok((Outcome::Duplicate, self.effects()));
         }
         let mut out = Vec::new();
-        match self.route(event, now, &mut out) {
-            Ok(outcome) => Ok((outcome, out)),
+        let routed = self.route(event, now, &mut out);
+        let mut fx = self.effects();
+        match routed {
+            Ok(outcome) => {
+                fx.decisions = out;
+                Ok((outcome, fx))
+            }
             Err(rejection) => {
                 self.seen.remove(&key);
                 Err(rejection)
@@ -441,18 +301,37 @@ impl<'p> World<'p> {
         }
     }
 
+    /// The order an event names, when it is known (for the trace of a duplicate).
+    fn order_named_by(&self, event: &Event) -> Option<&OrderState> {
+        match event.fact.route() {
+            Route::Order(id) => self.order(id),
+            Route::Tracking(n) => self.find_tracking(n).and_then(|s| self.orders.get(s)),
+            Route::Broadcast => None,
+        }
+    }
+
+    fn tz_of(&self, order: &OrderState) -> chrono_tz::Tz {
+        self.engine.policy().brands.get(order.brand.as_str()).map_or(chrono_tz::UTC, |b| b.time_zone)
+    }
+
     fn route(&mut self, event: Event, now: Instant, out: &mut Vec<Decision>) -> Result<Outcome, Rejection> {
         match event.fact.route() {
             Route::Order(id) => {
                 let slot = self.find_order(id);
                 if let Fact::OrderPlaced(_) = &event.fact {
-                    if slot.is_some() {
+                    if let Some(slot) = slot {
+                        self.trace_event(&event, Some(slot), now, EventOutcome::Ignored);
                         return Ok(Outcome::Ignored);
                     }
+                    let (type_name, id) = (event.type_name(), event.id.clone());
                     let Fact::OrderPlaced(placed) = event.fact else { return Ok(Outcome::Ignored) };
                     let state = OrderState::place(self.engine.policy(), *placed)?;
                     let key = ParkKey::Order(state.order_id.clone());
                     let slot = self.insert(state);
+                    if self.trace.is_on() {
+                        let order = self.orders.get(slot).map(|o| (o.order_id.clone(), self.tz_of(o)));
+                        self.trace.record(|| step_of(type_name, id, order, now, EventOutcome::Applied));
+                    }
                     self.touch(slot);
                     self.schedule(slot, None);
                     self.release(&key, now, out);
@@ -464,6 +343,7 @@ impl<'p> World<'p> {
                         Ok(Outcome::Applied(1))
                     }
                     None => {
+                        self.trace.record(|| event_step(&event, Some((Name::new(id), chrono_tz::UTC)), now, EventOutcome::Parked));
                         self.park(ParkKey::Order(Name::new(id)), event, now);
                         Ok(Outcome::Parked)
                     }
@@ -475,6 +355,7 @@ impl<'p> World<'p> {
                     Ok(Outcome::Applied(1))
                 }
                 None => {
+                    self.trace.record(|| event_step(&event, None, now, EventOutcome::Parked));
                     self.park(ParkKey::Tracking(Name::new(number)), event, now);
                     Ok(Outcome::Parked)
                 }
@@ -502,8 +383,15 @@ impl<'p> World<'p> {
         let Some(state) = self.orders.get_mut(slot) else { return };
         let had_tracking = state.tracking_number.is_some();
         let wake_before = state.next_wakeup();
-        self.engine.apply(state, event, now);
-        out.extend(self.engine.tick(state, now));
+        // The event's outcome is known after the steps it caused, but is read first.
+        let mark = self.trace.len();
+        let outcome = self.engine.apply(state, event, now, &mut self.trace);
+        out.extend(self.engine.tick(state, now, &mut self.trace));
+        if self.trace.is_on() {
+            let tz = self.engine.policy().brands.get(state.brand.as_str()).map_or(chrono_tz::UTC, |b| b.time_zone);
+            let order = Some((state.order_id.clone(), tz));
+            self.trace.insert_at(mark, || event_step(event, order, now, outcome));
+        }
         let new_tracking = if had_tracking { None } else { state.tracking_number.clone() };
         self.touch(slot);
         self.schedule(slot, wake_before);
@@ -515,9 +403,7 @@ impl<'p> World<'p> {
 
     fn park(&mut self, key: ParkKey, event: Event, now: Instant) {
         let expires_at = now + Duration::hours(self.engine.policy().park_hours);
-        if self.track_dirty {
-            self.parked_added.push((event_key(&event.source, &event.id), event.clone(), expires_at));
-        }
+        self.fx.parked_added.push((event_key(&event.source, &event.id), event.clone(), expires_at));
         self.seq += 1;
         self.park_expiry.push(Reverse((expires_at, self.seq, ParkKeyOrd::from(&key))));
         self.parked.entry(key).or_default().push(Parked { event, expires_at });
@@ -526,15 +412,13 @@ impl<'p> World<'p> {
     /// What waited for this order or tracking number, applied now in the order it happened.
     fn release(&mut self, key: &ParkKey, now: Instant, out: &mut Vec<Decision>) {
         let Some(mut waiting) = self.parked.remove(key) else { return };
-        if self.track_dirty {
-            self.parked_removed.extend(waiting.iter().map(|p| event_key(&p.event.source, &p.event.id)));
-        }
+        self.fx.parked_removed.extend(waiting.iter().map(|p| event_key(&p.event.source, &p.event.id)));
         waiting.sort_by_key(|p| p.event.time);
         for p in waiting {
             // A parked event may be an order.placed's follower or a carrier event; route
             // again so carrier events find their order through the new mapping.
             if let Err(rejection) = self.route(p.event.clone(), now, out) {
-                self.dead.push(DeadLetter { event: p.event, reason: rejection.to_string() });
+                self.fx.dead_letters.push(DeadLetter { event: p.event, reason: rejection.to_string() });
             }
         }
     }
@@ -548,7 +432,7 @@ impl<'p> World<'p> {
     }
 
     /// Run everything due at or before `until`, in time order.
-    pub fn advance(&mut self, until: Instant) -> Vec<Decision> {
+    pub fn advance(&mut self, until: Instant) -> Effects {
         let mut out = Vec::new();
         while let Some(t) = self.next_due().filter(|t| *t <= until) {
             let wake_first = self.wakeups.peek().is_some_and(|Reverse((w, _, _))| *w == t);
@@ -559,7 +443,7 @@ impl<'p> World<'p> {
                 if state.next_wakeup() != Some(t) {
                     continue;
                 }
-                out.extend(self.engine.tick(state, t));
+                out.extend(self.engine.tick(state, t, &mut self.trace));
                 self.touch(slot);
                 self.schedule(slot, None);
             } else {
@@ -572,9 +456,7 @@ impl<'p> World<'p> {
                         self.parked.remove(&key);
                     }
                     let hours = self.engine.policy().park_hours;
-                    if self.track_dirty {
-                        self.parked_removed.extend(expired.iter().map(|p| event_key(&p.event.source, &p.event.id)));
-                    }
+                    self.fx.parked_removed.extend(expired.iter().map(|p| event_key(&p.event.source, &p.event.id)));
                     for p in expired {
                         let reason = match &key {
                             ParkKey::Order(id) => format!("no order.placed for order {id:?} within {hours} h"),
@@ -582,46 +464,42 @@ impl<'p> World<'p> {
                                 format!("no warehouse.shipped with tracking number {n:?} within {hours} h")
                             }
                         };
-                        self.dead.push(DeadLetter { event: p.event, reason });
+                        self.fx.dead_letters.push(DeadLetter { event: p.event, reason });
                     }
                 }
             }
         }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn murmur(bytes: &[u8]) -> u128 {
-        let mut m = Murmur3::default();
-        m.write(bytes);
-        m.finish()
+        let mut fx = self.effects();
+        fx.decisions = out;
+        fx
     }
 
-    #[test]
-    fn murmur3_matches_the_reference_vectors() {
-        // MurmurHash3_x64_128 with seed 0, as the reference implementation prints them
-        // (h1 then h2, little-endian): the stored keys depend on these never changing.
-        assert_eq!(murmur(b""), 0);
-        assert_eq!(
-            murmur(b"The quick brown fox jumps over the lazy dog"),
-            u128::from_le_bytes(*b"\x6c\x1b\x07\xbc\x7b\xbc\x4b\xe3\x47\x93\x9a\xc4\xa9\x3c\x43\x7a")
-        );
-    }
-
-    #[test]
-    fn feeding_in_pieces_is_feeding_at_once() {
-        let whole = b"/carrier\xffcarrier-000017-with-a-long-id";
-        for cut in 0..whole.len() {
-            let mut m = Murmur3::default();
-            m.write(&whole[..cut]);
-            m.write(&whole[cut..]);
-            assert_eq!(m.finish(), murmur(whole), "cut at {cut}");
+    fn trace_event(&mut self, event: &Event, slot: Option<u32>, now: Instant, outcome: EventOutcome) {
+        if self.trace.is_on() {
+            let order = slot.and_then(|s| self.orders.get(s)).map(|o| (o.order_id.clone(), self.tz_of(o)));
+            self.trace.record(|| event_step(event, order, now, outcome));
         }
-        assert_eq!(event_key("/carrier", "carrier-000017-with-a-long-id"), murmur(whole));
-        assert_ne!(event_key("/a", "b"), event_key("/ab", ""));
     }
 }
+
+/// The trace step of an event at one order (`None`: it names no known order).
+fn event_step(event: &Event, order: Option<(Name, chrono_tz::Tz)>, now: Instant, outcome: EventOutcome) -> Step {
+    step_of(event.type_name(), event.id.clone(), order, now, outcome)
+}
+
+fn step_of(type_name: &'static str, id: Name, order: Option<(Name, chrono_tz::Tz)>, now: Instant, outcome: EventOutcome) -> Step {
+    let detail = match outcome {
+        EventOutcome::Applied => format!("{type_name} applied."),
+        EventOutcome::Duplicate => format!("{type_name} seen before (same source and id): nothing changes."),
+        EventOutcome::Stale => format!("{type_name} is older than the fact behind the current estimate: ignored for the estimate."),
+        EventOutcome::Parked => format!("{type_name} waits for its order or tracking number."),
+        EventOutcome::Ignored => format!("{type_name} changes nothing in the order's state (closed, or placed twice)."),
+    };
+    let cause = id.to_string();
+    let (order_id, tz) = match order {
+        Some((o, tz)) => (Some(o), tz),
+        None => (None, chrono_tz::UTC),
+    };
+    Step { order_id, at: now, tz, cause, what: What::Event { type_name, id, outcome }, detail }
+}
+

@@ -221,6 +221,10 @@ pub enum EscalationWhy {
     RepeatedSlip,
     NoEstimate,
     PermanentDeliveryFailure,
+    /// Several promised updates in a row had no news: a person should take it up.
+    NoNews,
+    /// Every channel of a notice failed: a person should call.
+    Unreachable,
 }
 
 impl EscalationWhy {
@@ -229,6 +233,8 @@ impl EscalationWhy {
             EscalationWhy::RepeatedSlip => "repeated_slip",
             EscalationWhy::NoEstimate => "no_estimate",
             EscalationWhy::PermanentDeliveryFailure => "permanent_delivery_failure",
+            EscalationWhy::NoNews => "no_news",
+            EscalationWhy::Unreachable => "unreachable",
         }
     }
 }

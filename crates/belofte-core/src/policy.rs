@@ -22,8 +22,16 @@ pub struct Policy {
     pub cap_release_time: NaiveTime,
     pub quiet_from: NaiveTime,
     pub quiet_until: NaiveTime,
-    pub next_update_after_days: u32,
+    /// Moderation: days from one promised update to the next, the first after the notice
+    /// that gave no date; the last step repeats (1, 2, 4, then every 7 days).
+    pub update_cadence_days: Vec<u32>,
     pub next_update_time: NaiveTime,
+    /// After this many updates without news a person is asked to take the order up
+    /// (`escalation`, why `no_news`); 0: never.
+    pub no_news_escalate_after: u32,
+    /// An event stamped further ahead than this of its arrival is refused: a producer's
+    /// broken clock must not freeze an order or run its timers years ahead.
+    pub max_future_skew: chrono::Duration,
     pub followup_after_days: u32,
     pub followup_time: NaiveTime,
     /// How long an event waits for the order (or tracking number) it refers to.
@@ -82,6 +90,12 @@ impl Policy {
             .or_else(|| self.shipping.get(Self::DEFAULT_METHOD))
             .or_else(|| self.shipping.values().next())
             .unwrap_or(&FALLBACK_METHOD)
+    }
+
+    /// Days until the next promised update, after `quiet_updates` updates without news.
+    pub fn update_step_days(&self, quiet_updates: u32) -> u32 {
+        let last = self.update_cadence_days.len().saturating_sub(1);
+        self.update_cadence_days.get((quiet_updates as usize).min(last)).copied().unwrap_or(1)
     }
 
     pub fn channels_for(&self, kind: Kind) -> &[Channel] {

@@ -5,10 +5,10 @@ use chrono::SecondsFormat;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::domain::{Channel, Instant};
-use super::engine::{Decision, Payload};
-use super::policy::Policy;
-use crate::render::{RenderError, Templates};
+use belofte_core::domain::{Channel, Instant};
+use belofte_core::engine::{Decision, Payload};
+use belofte_core::policy::Policy;
+use super::{RenderError, Templates};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromiseLine {
@@ -35,6 +35,9 @@ pub struct Line {
     pub next_update_at: Option<String>,
     pub compensation_eur: Option<u32>,
     pub cause: String,
+    /// Why a person must look (escalation lines only).
+    #[serde(default)]
+    pub why: Option<String>,
     /// The HTML part of an email (not printed by `simulate`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub html: Option<String>,
@@ -85,6 +88,10 @@ pub fn render_line(policy: &Policy, templates: &Templates, d: &Decision, with_ht
         next_update_at: d.next_update_at.map(fmt),
         compensation_eur: d.compensation_eur,
         cause: d.cause.clone(),
+        why: match &d.payload {
+            Payload::Escalation { why, .. } => Some(why.as_str().to_string()),
+            _ => None,
+        },
         html,
     })
 }

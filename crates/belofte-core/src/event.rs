@@ -141,6 +141,9 @@ pub enum Rejection {
     Field { field: String, message: String },
     #[error("unknown event type `{0}`")]
     UnknownType(String),
+    /// A producer's clock ahead of ours: refused, so it cannot freeze the order.
+    #[error("field `time`: {time} is {ahead_minutes} minutes ahead of its arrival at {arrived} (max_future_skew is {max_minutes} minutes)")]
+    FromTheFuture { time: String, arrived: String, ahead_minutes: i64, max_minutes: i64 },
 }
 
 fn field(field: impl Into<String>, message: impl Into<String>) -> Rejection {
