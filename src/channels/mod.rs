@@ -10,7 +10,6 @@
 //! and [`redact_phone`].
 
 pub mod email;
-mod hash;
 pub mod sms;
 
 use serde::{Deserialize, Serialize};
