@@ -1,14 +1,12 @@
 //! belofte: holds every order against the delivery promise the shop made and tells the
 //! customer first when that promise is at risk or broken.
 
-pub mod bench;
 pub mod channels;
 pub mod check;
 pub mod daemon;
-pub mod demo;
-pub mod generate;
 pub mod kafka;
 pub mod render;
+pub mod rng;
 pub mod settings;
 pub mod simulate;
 pub mod store;

@@ -1,6 +1,5 @@
 //! The email channel against a real SMTP peer on loopback.
 
-mod support_channels;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,8 +8,8 @@ use belofte::channels::email::{
     eml_file_name, message_id, FileMailer, SmtpConfig, SmtpMailer, Tls,
 };
 use belofte::channels::{EmailBackend, MemoryMailer, OutgoingEmail, SendOutcome};
-use support_channels::smtp::{DataAnswer, SmtpScript, SmtpServer};
-use support_channels::{header, parse_message};
+use testkit::smtp::{DataAnswer, SmtpScript, SmtpServer};
+use testkit::{header, parse_message};
 
 const KEY: &str = "B-1101/delayed/2026-11-28/email";
 
@@ -25,6 +24,7 @@ fn email(key: &str, html: bool) -> OutgoingEmail {
         html: html.then(|| {
             "<p>Hallo Daan,</p><p>Je bestelling komt op <b>28 november</b>.</p>".to_string()
         }),
+        envelope_from: None,
     }
 }
 
@@ -151,7 +151,7 @@ async fn temporary_failure_451_is_transient_and_the_retry_goes_through() {
 async fn rejection_550_is_permanent_with_the_servers_reply() {
     let (addr, _server) = SmtpServer::start(SmtpScript::data([DataAnswer::reject()])).await;
     let outcome = smtp(addr).send(&email(KEY, true)).await;
-    assert!(matches!(outcome, SendOutcome::Permanent(_)), "{outcome:?}");
+    assert!(matches!(outcome, SendOutcome::Permanent { .. }), "{outcome:?}");
     assert!(reason(&outcome).contains("550"), "{outcome:?}");
     assert!(
         reason(&outcome).contains("Mailbox unavailable: no such user"),
@@ -227,7 +227,7 @@ async fn an_invalid_recipient_is_permanent_and_never_reaches_the_server() {
     let mut bad = email(KEY, false);
     bad.to = "daan at example.nl".into();
     let outcome = smtp(addr).send(&bad).await;
-    assert!(matches!(outcome, SendOutcome::Permanent(_)), "{outcome:?}");
+    assert!(matches!(outcome, SendOutcome::Permanent { .. }), "{outcome:?}");
     assert!(
         !reason(&outcome).contains("daan"),
         "the reason must not leak the address: {outcome:?}"

@@ -1,6 +1,5 @@
 //! The SMS channel against an HTTP double of Twilio on loopback.
 
-mod support_channels;
 
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use belofte::channels::{
     FileSms, MemorySms, OutgoingSms, SendOutcome, SmsBackend, TwilioClient, TwilioConfig,
 };
 use chrono::Utc;
-use support_channels::twilio::{TwilioAnswer, TwilioDouble};
+use testkit::twilio::{TwilioAnswer, TwilioDouble};
 
 const KEY: &str = "B-1101/delayed/2026-11-28/sms";
 
@@ -218,7 +217,7 @@ async fn lookup_also_finds_a_message_still_queued_at_twilio() {
 async fn invalid_number_21211_is_permanent_naming_the_code() {
     let (base_url, _double) = TwilioDouble::start([TwilioAnswer::InvalidNumber]).await;
     let outcome = twilio(&token_config(&base_url)).send(&sms(TEXT)).await;
-    assert!(matches!(outcome, SendOutcome::Permanent(_)), "{outcome:?}");
+    assert!(matches!(outcome, SendOutcome::Permanent { .. }), "{outcome:?}");
     assert_eq!(outcome.provider_code(), Some(21211));
     let reason = outcome.reason().unwrap_or("");
     assert!(
@@ -231,7 +230,7 @@ async fn invalid_number_21211_is_permanent_naming_the_code() {
 async fn opted_out_21610_is_permanent() {
     let (base_url, _double) = TwilioDouble::start([TwilioAnswer::OptedOut]).await;
     let outcome = twilio(&token_config(&base_url)).send(&sms(TEXT)).await;
-    assert!(matches!(outcome, SendOutcome::Permanent(_)), "{outcome:?}");
+    assert!(matches!(outcome, SendOutcome::Permanent { .. }), "{outcome:?}");
     assert_eq!(outcome.provider_code(), Some(21610));
 }
 
@@ -304,6 +303,6 @@ async fn memory_backend_keeps_what_was_sent() {
     bad.to = "0612345511".into();
     assert!(matches!(
         backend.send(&bad).await,
-        SendOutcome::Permanent(_)
+        SendOutcome::Permanent { .. }
     ));
 }

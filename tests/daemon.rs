@@ -1,7 +1,6 @@
 //! The daemon against real protocol peers on loopback: an embedded Kafka broker
 //! (librdkafka's mock cluster), an SMTP server, an HTTP double of Twilio, and SQLite files.
 
-mod support_channels;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,8 +15,8 @@ use belofte::render::Templates;
 use belofte::settings::{self, Settings};
 use belofte::simulate::Simulation;
 use serde_json::Value;
-use support_channels::smtp::{DataAnswer, SmtpHandle, SmtpScript, SmtpServer};
-use support_channels::twilio::{TwilioAnswer, TwilioDouble, TwilioHandle};
+use testkit::smtp::{DataAnswer, SmtpHandle, SmtpScript, SmtpServer};
+use testkit::twilio::{TwilioAnswer, TwilioDouble, TwilioHandle};
 
 const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
 

@@ -1,15 +1,14 @@
 //! The real binary, killed with SIGKILL in the middle of a stream and started again: every
 //! customer hears each message once, and nothing is lost.
 
-mod support_channels;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use belofte::kafka::mock::EmbeddedBroker;
-use support_channels::smtp::{SmtpScript, SmtpServer};
-use support_channels::twilio::TwilioDouble;
+use testkit::smtp::{SmtpScript, SmtpServer};
+use testkit::twilio::TwilioDouble;
 
 fn order(id: &str, phone: &str) -> Vec<(&'static str, String, String)> {
     let now = chrono::Utc::now();

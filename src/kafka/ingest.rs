@@ -29,7 +29,7 @@ impl Ingest {
     /// Creates the consumer and subscribes to `cfg.topics`. Does not wait for the brokers:
     /// an unreachable cluster shows up as `is_healthy() == false`, not as an error here.
     pub fn new(cfg: &KafkaConfig) -> Result<Ingest, KafkaError> {
-        let config = cfg.client_config(&[
+        let mut own = vec![
             ("group.id", cfg.group_id.as_str()),
             // Incremental rebalances: a joining or leaving instance only moves the partitions
             // that change owner; the others keep flowing.
@@ -43,7 +43,11 @@ impl Ingest {
             ("enable.partition.eof", "false"),
             // Feeds is_healthy() and lag().
             ("statistics.interval.ms", "1000"),
-        ]);
+        ];
+        if !cfg.group_instance_id.is_empty() {
+            own.push(("group.instance.id", cfg.group_instance_id.as_str()));
+        }
+        let config = cfg.client_config(&own);
         let observed = Arc::new(Observed::new("ingest"));
         let context = IngestContext {
             observed: Arc::clone(&observed),

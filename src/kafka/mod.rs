@@ -27,6 +27,10 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// The consumer group; every instance of the daemon shares it.
     pub group_id: String,
+    /// Static membership (`group.instance.id`, KIP-345): a stable name per instance, such as
+    /// the pod name. A restarted instance then gets its partitions back at once instead of
+    /// the group waiting out the session timeout. Empty: dynamic membership.
+    pub group_instance_id: String,
     /// The event topics to consume.
     pub topics: Vec<String>,
     /// Where undecodable or rejected events go, with the reason in headers.
@@ -43,6 +47,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: "localhost:9092".to_string(),
             group_id: "belofte".to_string(),
+            group_instance_id: String::new(),
             topics: vec![
                 "orders".to_string(),
                 "warehouse".to_string(),

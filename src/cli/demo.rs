@@ -18,11 +18,11 @@ use serde_json::Value;
 
 use belofte_core::domain::Instant;
 use belofte_core::event::parse_time;
-use crate::daemon::config::{EmailBackendKind, SmsBackendKind};
-use crate::daemon::{Clock, DaemonConfig, Overrides, Running};
-use crate::kafka::mock::EmbeddedBroker;
-use crate::render::Templates;
-use crate::settings::Settings;
+use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
+use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
+use belofte::kafka::mock::EmbeddedBroker;
+use belofte::render::Templates;
+use belofte::settings::Settings;
 
 const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
 
@@ -205,11 +205,11 @@ fn progress(now: Instant, start: Instant, end: Instant, published: usize, total:
     let _ = std::io::stderr().flush();
 }
 
-async fn summary(store: &crate::store::Store, shared: &crate::daemon::Shared, out: &Path, stories: usize) -> Result<()> {
+async fn summary(store: &belofte::store::Store, shared: &belofte::daemon::Shared, out: &Path, stories: usize) -> Result<()> {
     let rows = store.outbox().await?;
     println!("What the customers were told ({} stories; times are story time, Europe/Amsterdam):", stories);
     println!();
-    let mut by_order: BTreeMap<String, Vec<&crate::store::OutboxView>> = BTreeMap::new();
+    let mut by_order: BTreeMap<String, Vec<&belofte::store::OutboxView>> = BTreeMap::new();
     for r in &rows {
         by_order.entry(r.order_id.clone()).or_default().push(r);
     }

@@ -18,18 +18,21 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
 
-use crate::channels::{EmailBackend, MemoryMailer, MemorySms, SmsBackend, SmtpConfig, Tls, TwilioConfig};
+use belofte::channels::{EmailBackend, MemoryMailer, MemorySms, SmsBackend, SmtpConfig, Tls, TwilioConfig};
 use belofte_core::domain::{Channel, Instant};
 use belofte_core::event::{decode, parse_time};
-use crate::render::line::render_line;
+use belofte::render::line::render_line;
 use belofte_core::world::World;
-use crate::daemon::config::{EmailBackendKind, SmsBackendKind};
-use crate::daemon::{Clock, DaemonConfig, Overrides, Running, Shared};
-use crate::kafka::mock::EmbeddedBroker;
-use crate::render::Templates;
-use crate::settings::{self, Settings};
-use crate::simulate::Simulation;
-use crate::store::{Batch, NewMessage, Store};
+use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
+use belofte::daemon::{Clock, DaemonConfig, Overrides, Running, Shared};
+use belofte::kafka::mock::EmbeddedBroker;
+use belofte::render::Templates;
+use belofte::settings::{self, Settings};
+use belofte::simulate::Simulation;
+use belofte::store::{Batch, NewMessage, Store};
+use testkit::smtp::{SmtpScript, SmtpServer};
+use testkit::twilio::TwilioDouble;
+use testkit::TempDir;
 
 const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
 const EVENT_TOPICS: [&str; 3] = ["orders", "warehouse", "carrier"];
@@ -137,26 +140,9 @@ fn load(opts: &Options) -> Result<(Settings, Templates)> {
     Ok((settings, templates))
 }
 
-/// A folder under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Result<TempDir> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!("belofte-bench-{}-{what}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-
-    fn db_url(&self) -> String {
-        format!("sqlite://{}", self.0.join("belofte.db").display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The daemon's SQLite file in a temporary folder.
+fn db_url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("belofte.db").display())
 }
 
 /// One event ready to publish: where, with which key, and its event time.
@@ -170,14 +156,14 @@ struct Routed {
 fn route(line: &[u8]) -> Result<Routed> {
     let v: Value = serde_json::from_slice(line).context("a generated event is not JSON")?;
     let time = v.get("time").and_then(Value::as_str).and_then(parse_time).context("a generated event has no time")?;
-    let (topic, key) = crate::demo::topic_and_key(&v);
+    let (topic, key) = super::demo::topic_and_key(&v);
     Ok(Routed { topic, key, payload: line.to_vec(), time })
 }
 
 /// A realistic stream (`belofte generate`) of about `events` events, as lines.
 fn stream(events: u64, seed: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(events as usize * 400);
-    crate::generate::write_stream(&mut buf, events, 10, seed)?;
+    super::generate::write_stream(&mut buf, events, 10, seed)?;
     Ok(buf)
 }
 
@@ -360,7 +346,7 @@ async fn start(
     c.kafka.brokers = bootstrap;
     c.kafka.group_id = "belofte-bench".into();
     c.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
-    c.database.url = dir.db_url();
+    c.database.url = db_url(dir);
     c.http.listen = "127.0.0.1:0".into();
     cfg(&mut c);
     let (email, sms) = match backends {
@@ -395,7 +381,7 @@ async fn consume_and_pipeline(opts: &Options, events: &[Routed]) -> Result<(f64,
         let bootstrap = broker.bootstrap();
         tokio::task::spawn_blocking(move || raw_consume(&bootstrap, n)).await??
     };
-    let dir = TempDir::new("pipeline")?;
+    let dir = testkit::tempdir()?;
     let running = start_for_stream(opts, broker.bootstrap(), &dir, events).await?;
     let watch = Watch::spawn(Arc::clone(&running.shared));
     let waited = watch.until_committed(n as u64, &running).await;
@@ -412,7 +398,7 @@ async fn consume_and_pipeline(opts: &Options, events: &[Routed]) -> Result<(f64,
 async fn latency(opts: &Options, events: Vec<Routed>) -> Result<(f64, f64)> {
     let partitions = partitions_for(&events);
     let broker = broker(partitions)?;
-    let dir = TempDir::new("latency")?;
+    let dir = testkit::tempdir()?;
     let running = start_for_stream(opts, broker.bootstrap(), &dir, &events).await?;
     let waited = Wall::now();
     while running.ingest.assigned_partitions() < EVENT_TOPICS.len() * partitions as usize {
@@ -502,7 +488,7 @@ async fn fanout(opts: &Options, orders: u64) -> Result<f64> {
     let broker = Arc::new(broker(partitions_for(&placed))?);
     publish(&broker.bootstrap(), &placed)?;
     drop(placed);
-    let dir = TempDir::new("fanout")?;
+    let dir = testkit::tempdir()?;
     // No coalescing window: the 2 minutes are policy, not work, and with them the messages
     // would wait for the clock instead of the machine.
     let running = start(opts, broker.bootstrap(), &dir, Clock::manual(day()?), |s| s.policy.coalesce_seconds = 0, |_| {}, memory()).await?;
@@ -529,78 +515,6 @@ async fn fanout(opts: &Options, orders: u64) -> Result<f64> {
     watch.finish()?;
     running.shutdown().await?;
     result
-}
-
-/// A loopback SMTP server that accepts every message.
-async fn smtp_sink() -> Result<(u16, tokio::task::JoinHandle<()>)> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            // As mail servers do: replies go out at once, not after the peer's delayed ACK.
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read);
-                let mut line = String::new();
-                let mut data = false;
-                if write.write_all(b"220 bench ESMTP\r\n").await.is_err() {
-                    return;
-                }
-                loop {
-                    line.clear();
-                    match lines.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    let reply: &[u8] = if data {
-                        if line != ".\r\n" {
-                            continue;
-                        }
-                        data = false;
-                        b"250 2.0.0 Ok: queued\r\n"
-                    } else {
-                        match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
-                            Some("EHLO") => b"250-bench\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n",
-                            Some("DATA") => {
-                                data = true;
-                                b"354 End data with <CR><LF>.<CR><LF>\r\n"
-                            }
-                            Some("QUIT") => {
-                                let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
-                                return;
-                            }
-                            _ => b"250 2.0.0 Ok\r\n",
-                        }
-                    };
-                    if write.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Ok((port, task))
-}
-
-/// A loopback Twilio double: every `Messages.json` POST is created (201) with a new sid.
-async fn twilio_sink() -> Result<(String, tokio::task::JoinHandle<()>)> {
-    use axum::http::{header, StatusCode};
-    let sids = Arc::new(AtomicU64::new(0));
-    let app = axum::Router::new().route(
-        "/2010-04-01/Accounts/{sid}/Messages.json",
-        axum::routing::post(move |_body: axum::body::Bytes| {
-            let n = sids.fetch_add(1, Ordering::Relaxed);
-            async move { (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], format!(r#"{{"sid":"SM{n:032x}","status":"queued"}}"#)) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((url, task))
 }
 
 /// An outbox of `m` due messages of one channel: `m` orders each told of a warehouse delay,
@@ -639,7 +553,7 @@ async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Res
         bail!("dispatch: {} {} messages decided for {m} orders", batch.messages.len(), channel.as_str());
     }
     // Closed before the daemon opens it: the store is single-instance.
-    let store = Store::open(&dir.db_url()).await?;
+    let store = Store::open(&db_url(&dir)).await?;
     store.commit(&batch, now).await?;
     Ok(latest)
 }
@@ -647,7 +561,7 @@ async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Res
 /// Messages of one channel settled `sent` per second, from the daemon's start until the
 /// last of `m` prefilled messages went to the loopback provider.
 async fn dispatch(opts: &Options, broker: &EmbeddedBroker, channel: Channel, m: u64, smtp_port: u16, twilio_url: &str) -> Result<f64> {
-    let dir = TempDir::new("dispatch")?;
+    let dir = testkit::tempdir()?;
     let due = prefill(opts, &dir, channel, m).await?;
     let started = Wall::now();
     let running = start(
@@ -832,15 +746,16 @@ async fn run_all(opts: &Options) -> Result<()> {
 
     if wanted("dispatch") {
         step(&format!("dispatch ({} messages per channel)", opts.dispatch_messages));
-        let (smtp_port, smtp) = smtp_sink().await?;
-        let (twilio_url, twilio) = twilio_sink().await?;
+        // The same loopback peers the tests use; everything is accepted.
+        let (smtp_addr, smtp) = SmtpServer::start(SmtpScript::accept_all()).await;
+        let smtp_port = smtp_addr.port();
+        let (twilio_url, twilio) = TwilioDouble::start([]).await;
         let b = broker(3)?;
         for _ in 0..reps {
             email.samples.push(dispatch(opts, &b, Channel::Email, opts.dispatch_messages, smtp_port, &twilio_url).await?);
             sms.samples.push(dispatch(opts, &b, Channel::Sms, opts.dispatch_messages, smtp_port, &twilio_url).await?);
         }
-        smtp.abort();
-        twilio.abort();
+        drop((smtp, twilio));
         drop(b);
         eprintln!(" email {}; sms {}", email.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "), sms.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "));
     }

@@ -1,10 +1,10 @@
 //! Test doubles of the providers belofte delivers through, as real protocol peers on
-//! 127.0.0.1 (an ephemeral port each), scripted per message or request.
+//! 127.0.0.1 (an ephemeral port each), scripted per message or request; and temporary
+//! folders. One copy, used by the tests, `belofte bench` and the demo.
 //!
 //! ```ignore
-//! mod support_channels;
-//! use support_channels::smtp::{DataAnswer, SmtpScript, SmtpServer};
-//! use support_channels::twilio::{TwilioAnswer, TwilioDouble};
+//! use testkit::smtp::{DataAnswer, SmtpScript, SmtpServer};
+//! use testkit::twilio::{TwilioAnswer, TwilioDouble};
 //!
 //! let (addr, smtp) = SmtpServer::start(SmtpScript::data([DataAnswer::temp_fail()])).await;
 //! // … point an SmtpConfig at addr (tls = none) and send …
@@ -19,10 +19,12 @@
 //! Both servers run until the last clone of their handle is dropped (or the runtime ends).
 //! Answers are consumed in order across all connections/requests; once the script is used
 //! up, everything is accepted.
-#![allow(dead_code)]
 
 pub mod smtp;
 pub mod twilio;
+
+/// Temporary folders, removed when dropped.
+pub use tempfile::{tempdir, TempDir};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -110,6 +112,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+#[cfg(test)]
 #[test]
 fn base64_round_trip() {
     for s in ["", "a", "ab", "abc", "\0user\0pass", "AC123:token"] {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{base64_decode, lock, AbortOnDrop};
+use crate::{base64_decode, lock, AbortOnDrop};
 
 /// How the double answers one `POST`.
 #[derive(Debug, Clone)]
@@ -183,14 +183,8 @@ impl TwilioDouble {
 }
 
 fn decode_pairs(encoded: &str) -> Vec<(String, String)> {
-    // reqwest's Url does application/x-www-form-urlencoded decoding (with `+` as space).
-    match reqwest::Url::parse(&format!("http://x/?{encoded}")) {
-        Ok(url) => url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    // application/x-www-form-urlencoded, with `+` as space.
+    form_urlencoded::parse(encoded.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 fn record(

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::{base64_decode, lock, AbortOnDrop};
+use crate::{base64_decode, lock, AbortOnDrop};
 
 /// How the server answers the end of one message's DATA.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +189,9 @@ impl SmtpServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // As mail servers do: replies go out at once, not after the peer's delayed
+                // ACK (the benchmark's email figure measured 40 ms waits without this).
+                let _ = stream.set_nodelay(true);
                 let id = {
                     let mut st = lock(&accept_state);
                     st.connections += 1;
