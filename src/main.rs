@@ -4,6 +4,8 @@ use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -72,6 +74,19 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Record one bounce or complaint read on stdin (for a Postfix or Exim pipe transport).
+    /// Exit 0 when recorded or ignored, 75 (EX_TEMPFAIL: the MTA retries) when the
+    /// configuration or the database cannot be used.
+    Bounce {
+        /// The envelope recipient the MTA passes (Postfix `${original_recipient}`, Exim
+        /// `$local_part@$domain`): where the VERP token is looked for first.
+        #[arg(long)]
+        recipient: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
     /// Write a synthetic event stream (for benchmarks and load tests) to stdout.
     Generate {
         /// How many events, about.
@@ -87,7 +102,7 @@ enum Command {
     /// prints a table of medians with their spread; `--json FILE` writes the medians.
     Bench {
         #[command(flatten)]
-        options: belofte::bench::Options,
+        options: cli::bench::Options,
         /// Internal: be the memory measurement's child process with this many orders.
         #[arg(long, hide = true)]
         rss_child: Option<u64>,
@@ -205,22 +220,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo { out, scenarios, speed, config } => {
             let (settings, templates) = load(config.as_deref(), None)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(belofte::demo::run(settings, templates, out, scenarios, speed))?;
+            runtime.block_on(cli::demo::run(settings, templates, out, scenarios, speed))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { options: opts, rss_child } => {
             match rss_child {
-                Some(orders) => belofte::bench::rss_child(&opts, orders)?,
-                None => belofte::bench::run(&opts)?,
+                Some(orders) => cli::bench::rss_child(&opts, orders)?,
+                None => cli::bench::run(&opts)?,
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bounce { recipient, config, templates } => Ok(bounce(recipient, config, templates)),
         Command::Generate { events, delayed_percent, seed } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            belofte::generate::write_stream(&mut out, events, delayed_percent, seed)?;
+            cli::generate::write_stream(&mut out, events, delayed_percent, seed)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `belofte bounce`: every failure is EX_TEMPFAIL, so the MTA keeps the bounce and retries.
+fn bounce(recipient: Option<String>, config: Option<PathBuf>, templates: Option<PathBuf>) -> ExitCode {
+    use belofte::daemon::bounce::{read_message, record, EX_TEMPFAIL};
+    let raw = match read_message(&mut std::io::stdin().lock()) {
+        Ok(raw) => raw,
+        Err(e) => {
+            eprintln!("belofte bounce: reading stdin: {e}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    };
+    let loaded = load(config.as_deref(), templates.as_deref())
+        .and_then(|(s, t)| Ok((belofte::daemon::DaemonConfig::from_settings(&s)?, s, t)));
+    let (cfg, settings, templates) = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("belofte bounce: {e:#}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    };
+    belofte::daemon::init_logging(&cfg.log);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("belofte bounce: {e}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    };
+    match runtime.block_on(record(settings, templates, &cfg, &raw, recipient.as_deref())) {
+        Ok(recorded) => {
+            eprintln!("belofte bounce: {}", recorded.label());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("belofte bounce: {e}");
+            ExitCode::from(EX_TEMPFAIL)
         }
     }
 }

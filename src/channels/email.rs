@@ -143,7 +143,7 @@ fn log_outcome(backend: &str, m: &OutgoingEmail, outcome: &SendOutcome) {
         SendOutcome::Transient(r) | SendOutcome::Unknown(r) => {
             tracing::warn!(channel = "email", backend, key = %m.key, %to, outcome = outcome.label(), reason = %r, "email not sent")
         }
-        SendOutcome::Permanent(r) | SendOutcome::AuthFailed(r) => {
+        SendOutcome::Permanent { reason: r, .. } | SendOutcome::AuthFailed(r) => {
             tracing::error!(channel = "email", backend, key = %m.key, %to, outcome = outcome.label(), reason = %r, "email not sent")
         }
     }
@@ -226,6 +226,19 @@ pub fn build_message(m: &OutgoingEmail) -> Result<Message, String> {
         None => builder.singlepart(SinglePart::plain(m.text.clone())),
     };
     built.map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// The SMTP envelope: the message's own (`From` → `RCPT TO`), with `MAIL FROM` replaced by
+/// the VERP address when the message has one, so that its bounces come back to it.
+fn envelope_for(m: &OutgoingEmail, message: &Message) -> Result<Envelope, String> {
+    let Some(sender) = &m.envelope_from else {
+        return Ok(message.envelope().clone());
+    };
+    let from = sender
+        .parse()
+        .map_err(|e| format!("envelope sender {sender:?}: {e}"))?;
+    Envelope::new(Some(from), message.envelope().to().to_vec())
+        .map_err(|e| format!("envelope: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,7 +331,7 @@ impl SmtpMailer {
     pub async fn send(&self, m: &OutgoingEmail) -> SendOutcome {
         let message = match build_message(m) {
             Ok(message) => message,
-            Err(reason) => return SendOutcome::Permanent(reason),
+            Err(reason) => return SendOutcome::permanent(reason),
         };
         let inner = &self.inner;
         let Ok(_permit) = inner.permits.acquire().await else {
@@ -328,8 +341,12 @@ impl SmtpMailer {
             Ok(conn) => conn,
             Err(outcome) => return outcome,
         };
+        let envelope = match envelope_for(m, &message) {
+            Ok(envelope) => envelope,
+            Err(reason) => return SendOutcome::permanent(reason),
+        };
         let outcome = inner
-            .transmit(&mut conn, message.envelope(), &message.formatted())
+            .transmit(&mut conn, &envelope, &message.formatted())
             .await;
         // After any failure the connection's state is unknown (lettre has already sent QUIT
         // where it could); dropping it closes the socket.
@@ -450,16 +467,16 @@ impl SmtpInner {
             .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
         if non_ascii_address {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-                return SendOutcome::Permanent(
-                    "smtp: the address needs SMTPUTF8, which the server does not offer".into(),
+                return SendOutcome::permanent(
+                    "smtp: the address needs SMTPUTF8, which the server does not offer",
                 );
             }
             options.push(MailParameter::SmtpUtfEight);
         }
         if !body.is_ascii() {
             if !conn.server_info().supports_feature(Extension::EightBitMime) {
-                return SendOutcome::Permanent(
-                    "smtp: the message needs 8BITMIME, which the server does not offer".into(),
+                return SendOutcome::permanent(
+                    "smtp: the message needs 8BITMIME, which the server does not offer",
                 );
             }
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -533,12 +550,27 @@ fn classify_reply_error(e: &lettre::transport::smtp::Error) -> SendOutcome {
         return SendOutcome::Transient(format!("smtp: {e}"));
     };
     let code = u16::from(code);
-    let reason = format!("smtp {code}: {}", reply_text(e));
+    let text = reply_text(e);
+    let reason = format!("smtp {code}: {text}");
     match code {
         530 | 534 | 535 => SendOutcome::AuthFailed(reason),
         400..=499 => SendOutcome::Transient(reason),
-        _ => SendOutcome::Permanent(reason),
+        _ => SendOutcome::Permanent {
+            suppress: rejects_the_address(&text),
+            reason,
+            code: Some(u32::from(code)),
+            pause: false,
+        },
     }
+}
+
+/// Whether a 5xx reply's enhanced status code (RFC 3463, `5.1.1 …`) says the address itself
+/// is bad, by the same rule as a bounce (belofte-feedback): not for policy, content or
+/// size refusals of a good address. Without an enhanced code, nothing is suppressed.
+fn rejects_the_address(reply: &str) -> bool {
+    belofte_feedback::DsnStatus::parse(reply.trim())
+        .filter(|s| s.class == 5)
+        .is_some_and(|status| belofte_feedback::BounceKind::Failed { status }.suppresses_address())
 }
 
 /// AUTH failures: 5xx (535 bad credentials, 534 mechanism too weak, …) and "no mechanism we
@@ -598,7 +630,7 @@ impl FileMailer {
     pub async fn send(&self, m: &OutgoingEmail) -> SendOutcome {
         let message = match build_message(m) {
             Ok(message) => message,
-            Err(reason) => return SendOutcome::Permanent(reason),
+            Err(reason) => return SendOutcome::permanent(reason),
         };
         let path = self.dir.join(eml_file_name(&m.key));
         // Write aside, then rename: a reader (or a crash) never sees half a message.
@@ -638,7 +670,7 @@ impl MemoryMailer {
     /// Same validation as the real backends, so a bad address fails the same way.
     pub fn send(&self, m: &OutgoingEmail) -> SendOutcome {
         if let Err(reason) = build_message(m) {
-            return SendOutcome::Permanent(reason);
+            return SendOutcome::permanent(reason);
         }
         let mut sent = lock(&self.sent);
         sent.push(m.clone());

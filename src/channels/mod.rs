@@ -29,8 +29,19 @@ pub enum SendOutcome {
     /// before the message body was sent, Twilio 429/5xx.
     Transient(String),
     /// Not accepted, and trying again will not change that: SMTP 5xx, Twilio 4xx with an error
-    /// code. Twilio reasons start with `twilio <code>:` (see [`SendOutcome::provider_code`]).
-    Permanent(String),
+    /// code. Classified by the channel that knows its provider's codes.
+    Permanent {
+        reason: String,
+        /// Twilio's error code or the SMTP reply code.
+        code: Option<u32>,
+        /// The recipient will never work on this channel (a number Twilio calls invalid or
+        /// opted out; an SMTP 5.1.x "no such mailbox"): remember it, do not try again.
+        suppress: bool,
+        /// Our own sender is broken (a Twilio sender or Messaging Service problem): every
+        /// message would fail the same way, so the channel pauses like on refused
+        /// credentials and this message goes back to the queue.
+        pause: bool,
+    },
     /// We do not know whether the message went out: the SMTP connection broke after the body
     /// was sent, or the Twilio request timed out. Resolve before sending again (for SMS with
     /// [`SmsBackend::lookup`]; for email a resend carries the same `Message-ID`).
@@ -41,12 +52,17 @@ pub enum SendOutcome {
 }
 
 impl SendOutcome {
+    /// A permanent failure that neither suppresses the recipient nor pauses the channel.
+    pub fn permanent(reason: impl Into<String>) -> SendOutcome {
+        SendOutcome::Permanent { reason: reason.into(), code: None, suppress: false, pause: false }
+    }
+
     /// A short, stable label for metrics and attempt records.
     pub fn label(&self) -> &'static str {
         match self {
             SendOutcome::Sent { .. } => "sent",
             SendOutcome::Transient(_) => "transient",
-            SendOutcome::Permanent(_) => "permanent",
+            SendOutcome::Permanent { .. } => "permanent",
             SendOutcome::Unknown(_) => "unknown",
             SendOutcome::AuthFailed(_) => "auth_failed",
         }
@@ -60,17 +76,19 @@ impl SendOutcome {
     pub fn reason(&self) -> Option<&str> {
         match self {
             SendOutcome::Sent { .. } => None,
+            SendOutcome::Permanent { reason, .. } => Some(reason),
             SendOutcome::Transient(r)
-            | SendOutcome::Permanent(r)
             | SendOutcome::Unknown(r)
             | SendOutcome::AuthFailed(r) => Some(r),
         }
     }
 
-    /// The provider's numeric error code carried in the reason: a Twilio error code
-    /// (`twilio 21610: …` → 21610, so "opted out" can be remembered for the customer) or an
-    /// SMTP reply code (`smtp 550: …` → 550).
+    /// The provider's numeric error code: the classified code of a permanent failure, else
+    /// the one the reason starts with (`twilio 20429: …`, `smtp 451: …`), for logs and tests.
     pub fn provider_code(&self) -> Option<u32> {
+        if let SendOutcome::Permanent { code, .. } = self {
+            return *code;
+        }
         let reason = self.reason()?;
         let rest = reason
             .strip_prefix("twilio ")
@@ -96,6 +114,10 @@ pub struct OutgoingEmail {
     pub text: String,
     /// When present the mail is multipart/alternative (text first, HTML second).
     pub html: Option<String>,
+    /// `MAIL FROM` when it is not the `From` address: the message's VERP address
+    /// (`bounce+{token}@bounce.example`), so that a bounce names the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope_from: Option<String>,
 }
 
 /// One SMS as the dispatcher hands it over.
@@ -180,21 +202,12 @@ mod tests {
 
     #[test]
     fn provider_codes() {
-        assert_eq!(
-            SendOutcome::Permanent("twilio 21610: opted out".into()).provider_code(),
-            Some(21610)
-        );
-        assert_eq!(
-            SendOutcome::Permanent("smtp 550: 5.1.1 no such user".into()).provider_code(),
-            Some(550)
-        );
-        assert_eq!(
-            SendOutcome::Transient("twilio rate limited".into()).provider_code(),
-            None
-        );
-        assert_eq!(
-            SendOutcome::Sent { provider_id: None }.provider_code(),
-            None
-        );
+        let opted_out = SendOutcome::Permanent { reason: "twilio 21610: opted out".into(), code: Some(21610), suppress: true, pause: false };
+        assert_eq!(opted_out.provider_code(), Some(21610));
+        assert_eq!(opted_out.reason(), Some("twilio 21610: opted out"));
+        assert_eq!(SendOutcome::permanent("not an address").provider_code(), None);
+        assert_eq!(SendOutcome::Transient("smtp 451: 4.3.0 later".into()).provider_code(), Some(451));
+        assert_eq!(SendOutcome::Transient("twilio rate limited".into()).provider_code(), None);
+        assert_eq!(SendOutcome::Sent { provider_id: None }.provider_code(), None);
     }
 }

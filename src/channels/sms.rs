@@ -127,7 +127,7 @@ fn log_outcome(backend: &str, m: &OutgoingSms, outcome: &SendOutcome) {
         SendOutcome::Transient(r) | SendOutcome::Unknown(r) => {
             tracing::warn!(channel = "sms", backend, key = %m.key, %to, outcome = outcome.label(), reason = %r, "sms not sent")
         }
-        SendOutcome::Permanent(r) | SendOutcome::AuthFailed(r) => {
+        SendOutcome::Permanent { reason: r, .. } | SendOutcome::AuthFailed(r) => {
             tracing::error!(channel = "sms", backend, key = %m.key, %to, outcome = outcome.label(), reason = %r, "sms not sent")
         }
     }
@@ -141,6 +141,12 @@ fn log_outcome(backend: &str, m: &OutgoingSms, outcome: &SendOutcome) {
 const TRANSIENT_CODES: &[u32] = &[20429, 21611];
 /// 20003: authentication failed (Twilio sends it with 401).
 const AUTH_CODES: &[u32] = &[20003];
+/// "This number will never work": 21211 invalid number, 21610 opted out (STOP), 21612 not
+/// reachable from our sender, 21614 not a mobile number. Remembered for the customer.
+const SUPPRESS_CODES: &[u32] = &[21211, 21610, 21612, 21614];
+/// About our own sender or Messaging Service: every message would fail the same way, so the
+/// channel pauses like on refused credentials.
+const SENDER_BROKEN_CODES: &[u32] = &[21212, 21606, 21703, 21704, 21705];
 
 #[derive(Clone)]
 enum Sender {
@@ -299,7 +305,7 @@ impl TwilioClient {
                 self.inner.timeout.as_secs()
             ))
         } else if e.is_builder() {
-            SendOutcome::Permanent(format!(
+            SendOutcome::permanent(format!(
                 "twilio: cannot build the request: {}",
                 error_chain(e)
             ))
@@ -450,7 +456,12 @@ async fn classify_response(response: reqwest::Response) -> SendOutcome {
     {
         SendOutcome::Transient(format!("{reason}{retry_after}"))
     } else if status.is_client_error() {
-        SendOutcome::Permanent(reason)
+        SendOutcome::Permanent {
+            reason,
+            code,
+            suppress: code.is_some_and(|c| SUPPRESS_CODES.contains(&c)),
+            pause: code.is_some_and(|c| SENDER_BROKEN_CODES.contains(&c)),
+        }
     } else {
         // 1xx/3xx: not an answer the Messages API gives; nothing was created.
         SendOutcome::Transient(reason)
@@ -480,7 +491,7 @@ fn is_e164(number: &str) -> bool {
 }
 
 fn not_e164(m: &OutgoingSms) -> SendOutcome {
-    SendOutcome::Permanent(format!("not an E.164 number: {}", redact_phone(&m.to)))
+    SendOutcome::permanent(format!("not an E.164 number: {}", redact_phone(&m.to)))
 }
 
 /// One line of a [`FileSms`] file.
@@ -534,7 +545,7 @@ impl FileSms {
         };
         let mut bytes = match serde_json::to_vec(&line) {
             Ok(bytes) => bytes,
-            Err(e) => return SendOutcome::Permanent(format!("encoding the sms: {e}")),
+            Err(e) => return SendOutcome::permanent(format!("encoding the sms: {e}")),
         };
         bytes.push(b'\n');
         let _guard = self.write.lock().await;

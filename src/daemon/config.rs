@@ -1,5 +1,6 @@
 //! The daemon's sections of the configuration (`[database]`, `[kafka]`, `[email]`, `[sms]`,
-//! `[http]`, `[dispatch]`, `[log]`), read from the same layered sources as the policy.
+//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`), read from the same layered sources as the
+//! policy.
 
 use serde::Deserialize;
 
@@ -17,6 +18,7 @@ pub struct DaemonConfig {
     pub sms: SmsConfig,
     pub http: HttpConfig,
     pub dispatch: DispatchConfig,
+    pub fallback: FallbackConfig,
     pub log: LogConfig,
 }
 
@@ -48,11 +50,45 @@ pub struct EmailConfig {
     /// For `file`: one `.eml` per message in this folder.
     pub file_dir: String,
     pub smtp: SmtpConfig,
+    /// VERP: the envelope sender of every email, `{token}` standing for the message's
+    /// authenticated reference (e.g. `bounce+{token}@bounce.example`), so that each bounce
+    /// names its message. Off when absent: mail goes out from the brand's address.
+    pub bounce_address: Option<String>,
+    /// The key of the VERP tokens' MAC, at least 16 bytes. Required with `bounce_address`.
+    /// Changing it makes bounces of mail sent before unrecognisable (they are ignored).
+    pub bounce_secret: Option<String>,
+    /// `POST /hooks/bounce` requires `Authorization: Bearer <this>`; the hook is refused
+    /// (401) while it is not set.
+    pub bounce_hook_token: Option<String>,
 }
 
 impl Default for EmailConfig {
     fn default() -> Self {
-        EmailConfig { backend: EmailBackendKind::Smtp, file_dir: "data/outbox/email".into(), smtp: SmtpConfig::default() }
+        EmailConfig {
+            backend: EmailBackendKind::Smtp,
+            file_dir: "data/outbox/email".into(),
+            smtp: SmtpConfig::default(),
+            bounce_address: None,
+            bounce_secret: None,
+            bounce_hook_token: None,
+        }
+    }
+}
+
+impl EmailConfig {
+    /// The VERP encoder, when `bounce_address` is set; a template without its secret, or a
+    /// secret under 16 bytes, is an error naming the key.
+    pub fn verp(&self) -> Result<Option<belofte_feedback::Verp>, (&'static str, String)> {
+        let Some(template) = &self.bounce_address else {
+            return Ok(None);
+        };
+        let Some(secret) = self.bounce_secret.as_deref().filter(|s| !s.is_empty()) else {
+            return Err(("email.bounce_secret", "is required with email.bounce_address (at least 16 bytes, e.g. `openssl rand -hex 32`)".into()));
+        };
+        belofte_feedback::Verp::new(template, secret.as_bytes()).map(Some).map_err(|e| match e {
+            belofte_feedback::VerpError::SecretTooShort { .. } => ("email.bounce_secret", e.to_string()),
+            _ => ("email.bounce_address", e.to_string()),
+        })
     }
 }
 
@@ -84,11 +120,72 @@ impl Default for SmsConfig {
 pub struct HttpConfig {
     /// `/healthz`, `/readyz`, `/metrics`. Port 0 picks a free port (tests).
     pub listen: String,
+    /// The listener meant for the internet: `POST /hooks/twilio/status` and
+    /// `POST /hooks/bounce`, nothing else. Off when absent.
+    pub public_listen: Option<String>,
+    /// The URL the world reaches `public_listen` at (`https://hooks.shop.example`, no
+    /// trailing slash needed). Twilio signs the exact URL it calls, so the signature is
+    /// checked against this; the SMS channel's `StatusCallback` is built from it.
+    pub public_base_url: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:9464".into() }
+        HttpConfig { listen: "127.0.0.1:9464".into(), public_listen: None, public_base_url: None }
+    }
+}
+
+/// The path Twilio's status callbacks are posted to.
+pub const TWILIO_STATUS_PATH: &str = "/hooks/twilio/status";
+
+impl HttpConfig {
+    /// `{public_base_url}/hooks/twilio/status`, the callback URL without its query.
+    pub fn twilio_status_url(&self) -> Option<String> {
+        self.public_base_url.as_ref().map(|b| format!("{}{TWILIO_STATUS_PATH}", b.trim_end_matches('/')))
+    }
+}
+
+/// `[fallback]`: per customer kind, whether a message that did not reach the customer on
+/// one channel goes out on the other one (consent and an address permitting).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FallbackConfig {
+    pub at_risk: bool,
+    pub delayed: bool,
+    pub backorder: bool,
+    pub delivery_failed: bool,
+    pub back_on_track: bool,
+    pub update: bool,
+    pub late_delivery_followup: bool,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            at_risk: true,
+            delayed: true,
+            backorder: true,
+            delivery_failed: true,
+            back_on_track: true,
+            update: true,
+            late_delivery_followup: true,
+        }
+    }
+}
+
+impl FallbackConfig {
+    pub fn enabled(&self, kind: belofte_core::domain::Kind) -> bool {
+        use belofte_core::domain::Kind;
+        match kind {
+            Kind::AtRisk => self.at_risk,
+            Kind::Delayed => self.delayed,
+            Kind::Backorder => self.backorder,
+            Kind::DeliveryFailed => self.delivery_failed,
+            Kind::BackOnTrack => self.back_on_track,
+            Kind::Update => self.update,
+            Kind::LateDeliveryFollowup => self.late_delivery_followup,
+            Kind::Escalation | Kind::Compensation => false,
+        }
     }
 }
 
@@ -152,13 +249,41 @@ impl Default for LogConfig {
 impl DaemonConfig {
     /// The daemon sections of loaded settings; a bad value names its key and origin.
     pub fn from_settings(settings: &Settings) -> Result<DaemonConfig, SettingsError> {
-        settings.raw.clone().try_deserialize::<DaemonConfig>().map_err(|e| {
+        let cfg = settings.raw.clone().try_deserialize::<DaemonConfig>().map_err(|e| {
             let message = e.to_string();
             let origin = message
                 .find("key `")
                 .and_then(|i| message[i + 5..].split('`').next().map(|k| settings.origin(k)))
                 .unwrap_or_else(|| settings.dir.display().to_string());
             SettingsError::Invalid { origin, message }
-        })
+        })?;
+        cfg.validate().map_err(|(key, problem)| SettingsError::Invalid {
+            origin: format!("{} (key `{key}`)", settings.origin(key)),
+            message: problem,
+        })?;
+        Ok(cfg)
+    }
+
+    /// What deserialising cannot check: settings that only work together. The error is the
+    /// key to fix and what is wrong with it. `Running::start` checks the same.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.email.verp()?;
+        if self.http.public_listen.is_some() {
+            let Some(base) = &self.http.public_base_url else {
+                return Err(("http.public_base_url", "is required with http.public_listen: Twilio signs the URL it calls".into()));
+            };
+            if !(base.starts_with("https://") || base.starts_with("http://")) || base.contains('?') {
+                return Err(("http.public_base_url", format!("{base:?} is not an http(s) URL without a query")));
+            }
+            if let (Some(callback), Some(ours)) = (&self.sms.twilio.status_callback, self.http.twilio_status_url()) {
+                if callback != &ours {
+                    return Err((
+                        "sms.twilio.status_callback",
+                        format!("{callback:?} is not {ours:?}: with http.public_listen leave it out (it is built from http.public_base_url), or make it that URL"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -12,20 +12,16 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::channels::{EmailBackend, OutgoingEmail, OutgoingSms, SendOutcome, SmsBackend};
-use belofte_core::domain::Instant;
+use belofte_core::domain::{Channel, Instant};
 use crate::render::line::Line;
-use crate::generate::Rng;
+use crate::rng::Rng;
 use crate::kafka::Producers;
 use crate::store::{Claimed, Settle, Store};
 
 use super::config::DispatchConfig;
+use super::fallback;
+use super::feedback::Feedback;
 use super::Shared;
-
-/// Twilio errors that mean "this number will never work": remembered for the customer.
-const SUPPRESS_TWILIO: [u32; 4] = [21211, 21610, 21614, 21612];
-/// Twilio errors about our own sender or Messaging Service: every message would fail the
-/// same way, so the channel pauses like on refused credentials.
-const SENDER_BROKEN_TWILIO: [u32; 5] = [21212, 21606, 21703, 21704, 21705];
 
 pub struct Dispatcher {
     pub shared: Arc<Shared>,
@@ -34,7 +30,10 @@ pub struct Dispatcher {
     pub sms: SmsBackend,
     pub producers: Arc<Producers>,
     pub cfg: DispatchConfig,
-    paused: Mutex<HashMap<&'static str, Instant>>,
+    /// Where a message that failed for good is handed on (fallback, unreachable); it also
+    /// holds the VERP encoder for the envelope sender.
+    pub feedback: Arc<Feedback>,
+    paused: Mutex<HashMap<Channel, Instant>>,
     rng: Mutex<Rng>,
 }
 
@@ -46,34 +45,35 @@ impl Dispatcher {
         sms: SmsBackend,
         producers: Arc<Producers>,
         cfg: DispatchConfig,
+        feedback: Arc<Feedback>,
     ) -> Dispatcher {
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
-        Dispatcher { shared, store, email, sms, producers, cfg, paused: Mutex::new(HashMap::new()), rng: Mutex::new(Rng::new(seed)) }
+        Dispatcher { shared, store, email, sms, producers, cfg, feedback, paused: Mutex::new(HashMap::new()), rng: Mutex::new(Rng::new(seed)) }
     }
 
-    fn paused_until(&self, channel: &'static str) -> Option<Instant> {
+    fn paused_until(&self, channel: Channel) -> Option<Instant> {
         let now = self.shared.clock.now();
         let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
-        match p.get(channel) {
+        match p.get(&channel) {
             Some(t) if *t > now => Some(*t),
             Some(_) => {
-                p.remove(channel);
-                self.shared.metrics.set("belofte_channel_paused", &[("channel", channel)], 0.0);
-                tracing::info!(channel, "channel resumes after its pause");
+                p.remove(&channel);
+                self.shared.metrics.set("belofte_channel_paused", &[("channel", channel.as_str())], 0.0);
+                tracing::info!(%channel, "channel resumes after its pause");
                 None
             }
             None => None,
         }
     }
 
-    fn pause(&self, channel: &'static str, why: &str) -> Instant {
+    fn pause(&self, channel: Channel, why: &str) -> Instant {
         let until = self.shared.clock.now() + chrono::Duration::seconds(self.cfg.auth_pause_secs as i64);
         let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
         if p.insert(channel, until).is_none() {
             // An operator must act (rotate credentials): this is the alert.
-            tracing::error!(channel, reason = why, pause_secs = self.cfg.auth_pause_secs, "ALERT: credentials refused; channel paused, messages stay queued");
+            tracing::error!(%channel, reason = why, pause_secs = self.cfg.auth_pause_secs, "ALERT: credentials refused; channel paused, messages stay queued");
         }
-        self.shared.metrics.set("belofte_channel_paused", &[("channel", channel)], 1.0);
+        self.shared.metrics.set("belofte_channel_paused", &[("channel", channel.as_str())], 1.0);
         until
     }
 
@@ -92,7 +92,7 @@ impl Dispatcher {
     /// soon as some end, those that ended are settled together in one transaction and the
     /// freed places are topped up from the outbox. In-flight sends finish (and are
     /// settled) before it returns.
-    pub async fn run(self: Arc<Self>, channel: &'static str, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
+    pub async fn run(self: Arc<Self>, channel: Channel, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let poll = self.shared.clock.real(Duration::from_millis(self.cfg.poll_ms)).max(Duration::from_millis(5));
         let mut in_flight: JoinSet<(Claimed, Settle)> = JoinSet::new();
         loop {
@@ -101,10 +101,10 @@ impl Dispatcher {
             let room = self.cfg.batch.max(1) - in_flight.len() as i64;
             if !stopping && paused.is_none() && room > 0 {
                 let now = self.shared.clock.now();
-                match self.store.claim(channel, now, room).await {
+                match self.store.claim(channel.as_str(), now, room).await {
                     Ok(rows) => self.start(channel, rows, &mut in_flight).await,
                     Err(e) => {
-                        tracing::warn!(channel, error = %e, "cannot claim outbox rows");
+                        tracing::warn!(%channel, error = %e, "cannot claim outbox rows");
                         if in_flight.is_empty() {
                             tokio::time::sleep(poll).await;
                             continue;
@@ -136,29 +136,38 @@ impl Dispatcher {
             }
             let ended: Vec<(Claimed, Settle)> = ended
                 .into_iter()
-                .filter_map(|r| r.map_err(|e| tracing::error!(channel, error = %e, "a send task failed")).ok())
+                .filter_map(|r| r.map_err(|e| tracing::error!(%channel, error = %e, "a send task failed")).ok())
                 .collect();
             let pairs: Vec<(&Claimed, &Settle)> = ended.iter().map(|(row, settle)| (row, settle)).collect();
             if let Err(e) = self.store.settle_many(&pairs, self.shared.clock.now()).await {
                 // The rows stay `sending`; the next start-up marks them unknown and resolves
                 // them (look-up for SMS, same Message-ID for email).
-                tracing::error!(channel, rows = pairs.len(), error = %e, "cannot record delivery attempts");
+                tracing::error!(%channel, rows = pairs.len(), error = %e, "cannot record delivery attempts");
+            } else if channel != Channel::Event {
+                // Only once the failure is committed: the fallback reads it back.
+                for (row, settle) in &ended {
+                    if matches!(settle, Settle::Failed { .. }) {
+                        if let Err(e) = fallback::after_failure(&self.feedback, &row.notification_key).await {
+                            tracing::error!(%channel, key = %row.notification_key, error = %e, "cannot decide the fallback of a failed message");
+                        }
+                    }
+                }
             }
         }
         self.update_depth().await;
     }
 
     /// Start sending claimed rows; a suppressed recipient is settled as failed without a send.
-    async fn start(self: &Arc<Self>, channel: &'static str, rows: Vec<Claimed>, in_flight: &mut JoinSet<(Claimed, Settle)>) {
+    async fn start(self: &Arc<Self>, channel: Channel, rows: Vec<Claimed>, in_flight: &mut JoinSet<(Claimed, Settle)>) {
         if rows.is_empty() {
             return;
         }
         let recipients: Vec<&str> = rows.iter().filter_map(|r| r.recipient.as_deref()).collect();
-        let suppressed = if channel == "event" {
+        let suppressed = if channel == Channel::Event {
             HashMap::new()
         } else {
-            self.store.suppressed_among(channel, &recipients).await.unwrap_or_else(|e| {
-                tracing::warn!(channel, error = %e, "cannot read suppressions; sending anyway");
+            self.store.suppressed_among(channel.as_str(), &recipients).await.unwrap_or_else(|e| {
+                tracing::warn!(%channel, error = %e, "cannot read suppressions; sending anyway");
                 HashMap::new()
             })
         };
@@ -182,7 +191,7 @@ impl Dispatcher {
     }
 
     /// One attempt at one row, and how it is to be recorded.
-    async fn deliver(&self, channel: &'static str, row: &Claimed, suppressed: Option<String>) -> Settle {
+    async fn deliver(&self, channel: Channel, row: &Claimed, suppressed: Option<String>) -> Settle {
         let started = std::time::Instant::now();
         let (outcome, label) = match suppressed {
             Some(reason) => {
@@ -202,16 +211,11 @@ impl Dispatcher {
                         Settle::Retry { error, at: now + self.backoff(row.attempts) }
                     }
                 }
-                SendOutcome::Permanent(error) => {
-                    let code = SendOutcome::Permanent(error.clone()).provider_code();
-                    if channel == "sms" && code.is_some_and(|c| SENDER_BROKEN_TWILIO.contains(&c)) {
-                        let until = self.pause(channel, &error);
-                        Settle::Release { at: until }
-                    } else {
-                        let suppress = channel == "sms" && code.is_some_and(|c| SUPPRESS_TWILIO.contains(&c));
-                        Settle::Failed { error, suppress }
-                    }
+                SendOutcome::Permanent { reason, pause: true, .. } => {
+                    let until = self.pause(channel, &reason);
+                    Settle::Release { at: until }
                 }
+                SendOutcome::Permanent { reason, suppress, .. } => Settle::Failed { error: reason, suppress },
                 SendOutcome::Unknown(error) => {
                     Settle::Unknown { error, at: now + chrono::Duration::seconds(self.cfg.unknown_recheck_secs as i64) }
                 }
@@ -221,23 +225,23 @@ impl Dispatcher {
                 }
             },
         };
-        self.shared.metrics.inc("belofte_sends_total", &[("channel", channel), ("result", label)]);
-        self.shared.metrics.observe("belofte_send_seconds", &[("channel", channel)], started.elapsed().as_secs_f64());
+        self.shared.metrics.inc("belofte_sends_total", &[("channel", channel.as_str()), ("result", label)]);
+        self.shared.metrics.observe("belofte_send_seconds", &[("channel", channel.as_str())], started.elapsed().as_secs_f64());
         match &settle {
-            Settle::Sent { .. } => tracing::info!(channel, key = %row.notification_key, "delivered"),
-            Settle::Failed { error, .. } => tracing::warn!(channel, key = %row.notification_key, %error, "delivery failed for good"),
+            Settle::Sent { .. } => tracing::info!(%channel, key = %row.notification_key, "delivered"),
+            Settle::Failed { error, .. } => tracing::warn!(%channel, key = %row.notification_key, %error, "delivery failed for good"),
             Settle::Retry { error, .. } | Settle::Unknown { error, .. } => {
-                tracing::info!(channel, key = %row.notification_key, %error, "delivery will be retried")
+                tracing::info!(%channel, key = %row.notification_key, %error, "delivery will be retried")
             }
             Settle::Release { .. } => {}
         }
         settle
     }
 
-    async fn attempt(&self, channel: &'static str, row: &Claimed) -> (Attempt, &'static str) {
+    async fn attempt(&self, channel: Channel, row: &Claimed) -> (Attempt, &'static str) {
         let policy = &self.shared.settings.policy;
         match channel {
-            "event" => {
+            Channel::Event => {
                 let out = match self.producers.action(&row.order_id, row.line.as_bytes(), &row.notification_key).await {
                     Ok(()) => SendOutcome::Sent { provider_id: None },
                     Err(e) => SendOutcome::Transient(e.to_string()),
@@ -256,7 +260,7 @@ impl Dispatcher {
                     return (Attempt::Done(Settle::Failed { error: format!("brand {:?} is not configured", line.brand), suppress: false }), "permanent");
                 };
                 let to = row.recipient.clone().unwrap_or_default();
-                if channel == "email" {
+                if channel == Channel::Email {
                     let m = OutgoingEmail {
                         key: row.notification_key.clone(),
                         from: brand.email_from.clone(),
@@ -264,6 +268,7 @@ impl Dispatcher {
                         subject: line.subject.clone().unwrap_or_default(),
                         text: line.text.clone().unwrap_or_default(),
                         html: line.html.clone(),
+                        envelope_from: self.envelope_sender(&row.notification_key),
                     };
                     // An unknown earlier end is resent as is: the Message-ID is the same, so
                     // the receiving side (and e.g. Gmail) keeps one copy.
@@ -294,6 +299,22 @@ impl Dispatcher {
                     let label = out.label();
                     (Attempt::Provider(out), label)
                 }
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// The VERP address of a message (its bounces come back naming it), when configured.
+    fn envelope_sender(&self, key: &str) -> Option<String> {
+        let verp = self.feedback.verp()?;
+        match verp.encode(&belofte_feedback::message_ref(key)) {
+            Ok(address) => Some(address),
+            Err(e) => {
+                // Checked at start-up with a real ref, so this cannot happen; the mail still
+                // goes, from the brand's address, without bounce tracking.
+                tracing::error!(key, error = %e, "cannot make the VERP address");
+                None
             }
         }
     }

@@ -1,10 +1,11 @@
 //! `/healthz` (the process answers), `/readyz` (broker, database and dispatcher usable),
-//! `/metrics` (Prometheus text).
+//! `/metrics` (Prometheus text), `/orders/{id}/timeline` (each message's attempts and
+//! provider statuses with their times, JSON). The admin port: keep it inside.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -37,6 +38,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/orders/{id}/timeline", get(timeline))
         .with_state(app);
     let mut stop = shutdown;
     let handle = tokio::spawn(async move {
@@ -100,4 +102,15 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.shared.metrics.render())
+}
+
+async fn timeline(State(app): State<App>, Path(id): Path<String>) -> impl IntoResponse {
+    let json = |body: String| ([(header::CONTENT_TYPE, "application/json")], body);
+    match app.store.timeline(&id).await {
+        Ok(entries) => match serde_json::to_string(&entries) {
+            Ok(body) => (StatusCode::OK, json(body)),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, json(serde_json::json!({ "error": e.to_string() }).to_string())),
+        },
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json(serde_json::json!({ "error": e.to_string() }).to_string())),
+    }
 }

@@ -27,6 +27,8 @@ const ZERO_AT_START: &[(&str, &[(&str, &str)])] = &[
     ("belofte_dead_letters_total", &[("why", "rejected")]),
     ("belofte_dead_letters_total", &[("why", "parked_too_long")]),
     ("belofte_render_failures_total", &[]),
+    ("belofte_callbacks_total", &[("source", "twilio"), ("result", "forbidden")]),
+    ("belofte_unreachable_total", &[]),
 ];
 
 impl Default for Metrics {
@@ -49,6 +51,10 @@ const HELP: &[(&str, &str, &str)] = &[
     ("belofte_render_failures_total", "counter", "Decided messages that could not be rendered (not enqueued; the log names order, kind and channel)."),
     ("belofte_messages_enqueued_total", "counter", "Messages decided and committed to the outbox, by channel and kind."),
     ("belofte_sends_total", "counter", "Delivery attempts, by channel and result (sent, transient, permanent, unknown, auth_failed, suppressed)."),
+    ("belofte_provider_status_total", "counter", "Provider reports that changed a message's status, by channel and status (Twilio's MessageStatus; bounced, delayed, delivered, complained for email)."),
+    ("belofte_callbacks_total", "counter", "Calls of the public hooks, by source (twilio, bounce) and result (recorded, unchanged, unknown_message, ignored, forbidden, unauthorized, bad_request, error)."),
+    ("belofte_fallbacks_total", "counter", "Notices sent again on the other channel because the first one did not reach the customer, by from and to channel."),
+    ("belofte_unreachable_total", "counter", "Notices whose every channel failed: an escalation `unreachable` was raised."),
     ("belofte_consumer_lag", "gauge", "Messages behind the end of the assigned partitions."),
     ("belofte_outbox_depth", "gauge", "Outbox rows by channel and status."),
     ("belofte_outbox_due", "gauge", "Outbox rows whose send time has passed and that are not sent yet, by channel (held SMS are not due)."),

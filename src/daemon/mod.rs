@@ -5,9 +5,13 @@
 //! channel drains the outbox (`dispatch`), and the HTTP server reports (`http`). They meet
 //! only in the database and a wake-up signal.
 
+pub mod bounce;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod fallback;
+pub mod feedback;
+pub mod hooks;
 pub mod http;
 pub mod metrics;
 pub mod process;
@@ -18,6 +22,8 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+
+use belofte_core::domain::Channel;
 
 use crate::channels::{EmailBackend, FileMailer, FileSms, MemoryMailer, MemorySms, SmsBackend, SmtpMailer, TwilioClient};
 use crate::kafka::{Ingest, KafkaError, Producers};
@@ -60,6 +66,10 @@ pub struct Overrides {
 /// A started daemon.
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// The public listener's address (`[http] public_listen`), when it is on.
+    pub public_addr: Option<SocketAddr>,
+    /// Records provider reports; the same code as the hooks and `belofte bounce`.
+    pub feedback: Arc<feedback::Feedback>,
     pub store: Arc<Store>,
     pub shared: Arc<Shared>,
     pub ingest: Arc<Ingest>,
@@ -67,6 +77,7 @@ pub struct Running {
     processor: JoinHandle<Result<(), DaemonError>>,
     workers: Vec<JoinHandle<()>>,
     http: JoinHandle<()>,
+    public: Option<JoinHandle<()>>,
     timeout: Duration,
 }
 
@@ -81,8 +92,14 @@ fn email_backend(cfg: &DaemonConfig) -> Result<EmailBackend, DaemonError> {
 
 fn sms_backend(cfg: &DaemonConfig) -> Result<SmsBackend, DaemonError> {
     let setup = |e: crate::channels::ChannelError| DaemonError::Setup(format!("sms: {e}"));
+    let mut twilio = cfg.sms.twilio.clone();
+    if cfg.http.public_listen.is_some() && twilio.status_callback.is_none() {
+        // Twilio calls us back where the public listener is reached; the signature is
+        // checked against this same URL.
+        twilio.status_callback = cfg.http.twilio_status_url();
+    }
     Ok(match cfg.sms.backend {
-        SmsBackendKind::Twilio => SmsBackend::Twilio(TwilioClient::new(&cfg.sms.twilio).map_err(setup)?),
+        SmsBackendKind::Twilio => SmsBackend::Twilio(TwilioClient::new(&twilio).map_err(setup)?),
         SmsBackendKind::File => SmsBackend::File(FileSms::new(&cfg.sms.file_path).map_err(setup)?),
         SmsBackendKind::Memory => SmsBackend::Memory(MemorySms::new()),
     })
@@ -91,6 +108,14 @@ fn sms_backend(cfg: &DaemonConfig) -> Result<SmsBackend, DaemonError> {
 impl Running {
     /// Start every task. Templates are linted first: a broken one stops start-up here.
     pub async fn start(settings: Settings, templates: Templates, cfg: DaemonConfig, overrides: Overrides) -> Result<Running, DaemonError> {
+        cfg.validate().map_err(|(key, problem)| DaemonError::Setup(format!("{key}: {problem}")))?;
+        let verp = cfg.email.verp().map_err(|(key, problem)| DaemonError::Setup(format!("{key}: {problem}")))?;
+        if let Some(v) = &verp {
+            // A real ref, so that a template whose address would be too long stops start-up
+            // here rather than every email later.
+            v.encode(&belofte_feedback::message_ref("check/at/start/email/0"))
+                .map_err(|e| DaemonError::Setup(format!("email.bounce_address: {e}")))?;
+        }
         let store = Arc::new(Store::open(&cfg.database.url).await?);
         let shared = Arc::new(Shared {
             settings,
@@ -117,6 +142,28 @@ impl Running {
         let (http_addr, http) = http::serve(&cfg.http.listen, Arc::clone(&shared), Arc::clone(&ingest), Arc::clone(&store), rx.clone())
             .await
             .map_err(|e| DaemonError::Setup(format!("http listen {}: {e}", cfg.http.listen)))?;
+        let feedback = Arc::new(feedback::Feedback::new(
+            Arc::clone(&shared),
+            Arc::clone(&store),
+            cfg.fallback.clone(),
+            verp,
+            Some(Arc::clone(&wake)),
+        ));
+        let (public_addr, public) = match (&cfg.http.public_listen, cfg.http.twilio_status_url()) {
+            (Some(listen), Some(twilio_status_url)) => {
+                let settings = hooks::HookSettings {
+                    twilio_auth_token: cfg.sms.twilio.auth_token.clone(),
+                    twilio_account_sid: cfg.sms.twilio.account_sid.clone(),
+                    twilio_status_url,
+                    bounce_token: cfg.email.bounce_hook_token.clone(),
+                };
+                let (addr, handle) = hooks::serve(listen, Arc::clone(&feedback), settings, rx.clone())
+                    .await
+                    .map_err(|e| DaemonError::Setup(format!("http public_listen {listen}: {e}")))?;
+                (Some(addr), Some(handle))
+            }
+            _ => (None, None),
+        };
         let processor = tokio::spawn(process::run(
             Arc::clone(&shared),
             Arc::clone(&ingest),
@@ -132,14 +179,17 @@ impl Running {
             sms,
             producers,
             cfg.dispatch.clone(),
+            Arc::clone(&feedback),
         ));
-        let workers = ["email", "sms", "event"]
+        let workers = [Channel::Email, Channel::Sms, Channel::Event]
             .into_iter()
             .map(|channel| tokio::spawn(Arc::clone(&dispatcher).run(channel, rx.clone(), Arc::clone(&wake))))
             .collect();
-        tracing::info!(http = %http_addr, database = %cfg.database.url, brokers = %cfg.kafka.brokers, "belofte is running");
+        tracing::info!(http = %http_addr, public = ?public_addr, database = %cfg.database.url, brokers = %cfg.kafka.brokers, "belofte is running");
         Ok(Running {
             http_addr,
+            public_addr,
+            feedback,
             store,
             shared,
             ingest,
@@ -147,6 +197,7 @@ impl Running {
             processor,
             workers,
             http,
+            public,
             timeout: Duration::from_secs(cfg.dispatch.shutdown_timeout_secs),
         })
     }
@@ -158,11 +209,17 @@ impl Running {
             w.abort();
         }
         self.http.abort();
+        if let Some(p) = &self.public {
+            p.abort();
+        }
         let _ = self.processor.await;
         for w in self.workers {
             let _ = w.await;
         }
         let _ = self.http.await;
+        if let Some(p) = self.public {
+            let _ = p.await;
+        }
         drop_off_runtime(self.ingest).await;
     }
 
@@ -184,6 +241,9 @@ impl Running {
                 let _ = w.await;
             }
             let _ = self.http.await;
+            if let Some(p) = self.public {
+                let _ = p.await;
+            }
             drop_off_runtime(ingest).await;
             result
         };

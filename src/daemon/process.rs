@@ -187,6 +187,16 @@ async fn process(
         match message(shared, d) {
             Ok(m) => {
                 metrics.inc("belofte_messages_enqueued_total", &[("channel", d.channel.as_str()), ("kind", d.kind.as_str())]);
+                // The facts of a customer message stay beside its words: a fallback on the
+                // other channel is rendered from them (daemon::feedback).
+                if matches!(d.channel, Channel::Email | Channel::Sms) {
+                    match serde_json::to_string(d) {
+                        Ok(json) => {
+                            batch.notices.insert(m.notification_key.clone(), (d.seq, json));
+                        }
+                        Err(e) => tracing::warn!(order = %d.order_id, error = %e, "cannot keep the decision; no fallback for this message"),
+                    }
+                }
                 batch.messages.push(m);
             }
             Err(e) => {
@@ -225,30 +235,43 @@ fn parked_record(event: &Event) -> Record {
 /// (actions).
 fn message(shared: &Shared, d: &Decision) -> Result<NewMessage, String> {
     let policy = &shared.settings.policy;
-    let key = d.notification_key();
-    let line = match d.channel {
+    match d.channel {
         Channel::Email | Channel::Sms => {
             let line = render_line(policy, &shared.templates, d, true).map_err(|e| e.to_string())?;
-            serde_json::to_string(&line).map_err(|e| e.to_string())?
+            let line = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+            Ok(NewMessage {
+                notification_key: d.notification_key(),
+                order_id: d.order_id.clone(),
+                kind: d.kind.as_str().to_string(),
+                channel: d.channel.as_str().to_string(),
+                recipient: d.to.clone(),
+                send_at: d.send_at,
+                line,
+            })
         }
-        Channel::Event => {
-            let data = action_data(policy, d).ok_or("no action data")?;
-            let tz = policy.brands.get(&d.brand).map(|b| b.time_zone).ok_or("unknown brand")?;
-            serde_json::to_string(&serde_json::json!({
-                "specversion": "1.0",
-                "id": key,
-                "source": "/belofte",
-                "type": format!("belofte.{}", d.kind),
-                "time": local_rfc3339(tz, d.send_at),
-                "subject": d.order_id,
-                "datacontenttype": "application/json",
-                "data": data,
-            }))
-            .map_err(|e| e.to_string())?
-        }
-    };
+        Channel::Event => event_message(shared, d, &d.notification_key()),
+    }
+}
+
+/// The outbox row of an action (escalation, compensation): the CloudEvent, with `key` as
+/// its id and notification key.
+pub(super) fn event_message(shared: &Shared, d: &Decision, key: &str) -> Result<NewMessage, String> {
+    let policy = &shared.settings.policy;
+    let data = action_data(policy, d).ok_or("no action data")?;
+    let tz = policy.brands.get(&d.brand).map(|b| b.time_zone).ok_or("unknown brand")?;
+    let line = serde_json::to_string(&serde_json::json!({
+        "specversion": "1.0",
+        "id": key,
+        "source": "/belofte",
+        "type": format!("belofte.{}", d.kind),
+        "time": local_rfc3339(tz, d.send_at),
+        "subject": d.order_id,
+        "datacontenttype": "application/json",
+        "data": data,
+    }))
+    .map_err(|e| e.to_string())?;
     Ok(NewMessage {
-        notification_key: key,
+        notification_key: key.to_string(),
         order_id: d.order_id.clone(),
         kind: d.kind.as_str().to_string(),
         channel: d.channel.as_str().to_string(),

@@ -13,9 +13,24 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use belofte_core::domain::Instant;
+use belofte_core::domain::{Channel, Instant};
 use belofte_core::engine::{OrderState, Status};
 use belofte_core::event::Event;
+
+mod feedback;
+
+pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
+
+/// The channel of a stored `channel` column (`email`, `sms`, `event`); `None` for anything
+/// else (a row of a channel this build does not serve).
+pub fn parse_channel(s: &str) -> Option<Channel> {
+    match s {
+        "email" => Some(Channel::Email),
+        "sms" => Some(Channel::Sms),
+        "event" => Some(Channel::Event),
+        _ => None,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,7 +48,7 @@ pub enum StoreError {
     Io(String),
 }
 
-/// Rows per multi-row statement: 9 parameters × 100 stays far below SQLite's limit of
+/// Rows per multi-row statement: 12 parameters × 100 stays far below SQLite's limit of
 /// 32,766 bound parameters, and a poll batch still takes only a handful of statements.
 const ROWS_PER_STATEMENT: usize = 100;
 
@@ -77,6 +92,9 @@ pub struct Batch {
     pub parked_added: Vec<(u128, Event, Instant)>,
     pub parked_removed: Vec<u128>,
     pub messages: Vec<NewMessage>,
+    /// Per notification key of `messages`: the notice number and the decision as JSON
+    /// (customer rows; a fallback is rendered from it). Rows without an entry have neither.
+    pub notices: HashMap<String, (u32, String)>,
 }
 
 impl Batch {
@@ -126,9 +144,21 @@ impl Store {
     /// Open (creating and migrating) the database at a `sqlite://` URL or a plain path.
     /// Takes an exclusive lock beside the file: a second instance is refused at once.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, true).await
+    }
+
+    /// Open the database beside a running daemon, without its single-instance lock: for
+    /// `belofte bounce`, which an MTA starts once per bounce. It only adds provider events,
+    /// suppressions and outbox rows, which the daemon does not keep in memory, in short
+    /// transactions that SQLite's WAL and busy timeout serialise with the daemon's.
+    pub async fn open_beside_daemon(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, exclusive: bool) -> Result<Store, StoreError> {
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         let memory = path == ":memory:" || path.is_empty();
-        let lock = if memory { None } else { Some(lock_beside(Path::new(path))?) };
+        let lock = if memory || !exclusive { None } else { Some(lock_beside(Path::new(path))?) };
         let options = if memory {
             SqliteConnectOptions::from_str("sqlite::memory:")?
         } else {
@@ -241,10 +271,11 @@ impl Store {
         }
         for chunk in batch.messages.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at) ",
+                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at, message_ref, seq, decision) ",
             );
             q.push_values(chunk, |mut row, m| {
                 let send_at = ts(m.send_at);
+                let notice = batch.notices.get(&m.notification_key);
                 row.push_bind(m.notification_key.clone())
                     .push_bind(m.order_id.clone())
                     .push_bind(m.kind.clone())
@@ -253,7 +284,10 @@ impl Store {
                     .push_bind(send_at.clone())
                     .push_bind(m.line.clone())
                     .push_bind(send_at)
-                    .push_bind(now_s.clone());
+                    .push_bind(now_s.clone())
+                    .push_bind(belofte_feedback::message_ref(&m.notification_key))
+                    .push_bind(notice.map(|(seq, _)| i64::from(*seq)))
+                    .push_bind(notice.map(|(_, json)| json.clone()));
             });
             q.push(" ON CONFLICT (notification_key) DO NOTHING");
             q.build().execute(&mut *tx).await?;
