@@ -121,6 +121,17 @@ impl World {
         self.broker.produce("warehouse", Some(id.as_bytes()), delayed.as_bytes()).expect("produce");
     }
 
+    /// The warehouse expects to ship even later: the promise slips again.
+    fn slips_again(&self, id: &str, n: u32, ship_in_days: i64) {
+        let now = chrono::Utc::now();
+        let event = format!(
+            r#"{{"specversion":"1.0","id":"{id}-d{n}","source":"/warehouse/tilburg","type":"warehouse.delayed","time":"{}","data":{{"order_id":"{id}","reason":"capacity","expected_ship_at":"{}"}}}}"#,
+            now.to_rfc3339(),
+            (now + chrono::Duration::days(ship_in_days)).to_rfc3339()
+        );
+        self.broker.produce("warehouse", Some(id.as_bytes()), event.as_bytes()).expect("produce");
+    }
+
     async fn rows(&self, order: &str) -> Vec<OutboxView> {
         self.running.store.outbox().await.expect("outbox").into_iter().filter(|r| r.order_id == order).collect()
     }
@@ -199,7 +210,7 @@ async fn signed_callback(public: SocketAddr, url: &str, form: &[(String, String)
     post_callback(public, url, form, Some(expected_twilio_signature(AUTH_TOKEN, url, form))).await
 }
 
-/// A Postfix fixture with the VERP address of `key` and the customer's address put in.
+/// A fixture (Postfix, Exim, ARF) with the VERP address of `key` and the customer's address put in.
 fn bounce_fixture(name: &str, key: &str, fixture_recipient: &str, recipient: &str) -> String {
     let text = std::fs::read_to_string(root().join("crates/belofte-feedback/tests/fixtures").join(name)).expect("fixture");
     let verp = Verp::new(BOUNCE_TEMPLATE, BOUNCE_SECRET.as_bytes()).expect("verp").encode(&message_ref(key)).expect("address");
@@ -343,9 +354,19 @@ async fn a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forge
     assert_eq!((b2_now.status.as_str(), b2_now.provider_status.as_deref()), ("sent", Some("delayed")));
     assert_eq!(w.running.store.suppressed("email", &email_of("B-2")).await.expect("read"), None);
 
-    // `belofte bounce`, as Postfix's pipe transport runs it, beside the running daemon.
+    // An abuse report (ARF) suppresses the address; the message itself did arrive.
+    w.delayed_order("B-3", &["email"]);
+    w.until("B-3's email sent", |r| r.iter().any(|r| r.channel == "email" && r.status == "sent"), "B-3").await;
+    let b3 = w.row("B-3", "email").await;
+    let complaint = bounce_fixture("arf-abuse.eml", &b3.notification_key, "erin@mailhost.example", &email_of("B-3"));
+    assert_eq!(post_bounce(w.public(), &complaint, Some(HOOK_TOKEN)).await, (200, "recorded\n".into()));
+    let b3_now = w.running.store.row_by_key(&b3.notification_key).await.expect("read").expect("row");
+    assert_eq!((b3_now.status.as_str(), b3_now.provider_status.as_deref()), ("sent", Some("complained")));
+    assert!(w.running.store.suppressed("email", &email_of("B-3")).await.expect("read").is_some_and(|r| r.contains("abuse")));
+
+    // `belofte bounce`, as Exim's pipe transport runs it, beside the running daemon.
     let config = bounce_config(&w.db);
-    let gave_up = bounce_fixture("postfix-unknown-user.eml", &b2.notification_key, "nosuchuser@shop.example", &email_of("B-2"));
+    let gave_up = bounce_fixture("exim-unknown-user.eml", &b2.notification_key, "nosuchuser@shop.example", &email_of("B-2"));
     let recipient = verp.encode(&message_ref(&b2.notification_key)).expect("address");
     let (code, stderr) = belofte_bounce(config.path(), &gave_up, Some(&recipient));
     assert_eq!(code, Some(0), "{stderr}");
@@ -456,5 +477,34 @@ async fn when_the_sms_and_its_fallback_email_both_fail_a_person_is_asked_to_call
     // Both addresses are remembered: the number (30005, unknown handset) and the mailbox.
     assert!(w.running.store.suppressed("sms", "+31612345511").await.expect("read").is_some());
     assert!(w.running.store.suppressed("email", &email_of("U-1")).await.expect("read").is_some());
+    w.running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_does_not_count_a_notice_that_reached_nobody() {
+    let w = world("messages-sent", true, SmtpScript::accept_all()).await;
+    // SMS only: no fallback for this customer.
+    w.delayed_order("R-1", &["sms"]);
+    let (sid, url) = w.sms_sent("R-1").await;
+    assert_eq!(signed_callback(w.public(), &url, &callback_form(&sid, "undelivered", Some(30003))).await, 200);
+    let rows = w.until("the unreachable escalation", |r| r.iter().any(|r| r.notification_key.contains("/unreachable/")), "R-1").await;
+    assert!(!rows.iter().any(|r| r.channel == "email"), "no consent, no fallback");
+
+    // The promise slips again: the engine raises `repeated_slip`, counting the notices it sent.
+    w.slips_again("R-1", 2, 12);
+    let rows = w
+        .until(
+            "the repeated slip escalated and sent",
+            |r| r.iter().any(|r| r.kind == "escalation" && r.line.contains("repeated_slip") && r.status == "sent"),
+            "R-1",
+        )
+        .await;
+    let decided: Value = serde_json::from_str(&rows.iter().find(|r| r.line.contains("repeated_slip")).expect("row").line).expect("json");
+    let engine_count = decided["data"]["messages_sent"].as_i64().expect("count");
+    let produced = actions(&w.broker);
+    let slip = produced.iter().find(|a| a["data"]["why"] == "repeated_slip").expect("the escalation on the actions topic");
+    assert_eq!(slip["data"]["messages_sent"].as_i64(), Some(engine_count - 1), "the undelivered first notice is not counted");
+    let unreachable = produced.iter().find(|a| a["data"]["why"] == "unreachable").expect("unreachable");
+    assert_eq!(unreachable["data"]["messages_sent"], 0);
     w.running.shutdown().await.expect("clean shutdown");
 }

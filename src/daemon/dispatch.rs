@@ -242,7 +242,8 @@ impl Dispatcher {
         let policy = &self.shared.settings.policy;
         match channel {
             Channel::Event => {
-                let out = match self.producers.action(&row.order_id, row.line.as_bytes(), &row.notification_key).await {
+                let line = self.with_messages_reached(row).await;
+                let out = match self.producers.action(&row.order_id, line.as_bytes(), &row.notification_key).await {
                     Ok(()) => SendOutcome::Sent { provider_id: None },
                     Err(e) => SendOutcome::Transient(e.to_string()),
                 };
@@ -305,6 +306,38 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// An escalation the engine decided counts the notices it sent; those of which every
+    /// message failed since (undelivered, bounced) reached nobody and are taken off its
+    /// `messages_sent` as it goes out. Any other event, or a count that cannot be read,
+    /// goes as it is.
+    async fn with_messages_reached(&self, row: &Claimed) -> String {
+        if row.kind != "escalation" {
+            return row.line.clone();
+        }
+        let Ok(mut event) = serde_json::from_str::<serde_json::Value>(&row.line) else {
+            return row.line.clone();
+        };
+        let seq = row.notification_key.rsplit('/').next().and_then(|s| s.parse::<i64>().ok());
+        let (Some(seq), Some(sent)) = (seq, event["data"]["messages_sent"].as_i64()) else {
+            return row.line.clone();
+        };
+        if event["data"]["why"] == "unreachable" {
+            // Counted from the store when it was raised.
+            return row.line.clone();
+        }
+        match self.store.failed_notices(&row.order_id, seq).await {
+            Ok(0) => row.line.clone(),
+            Ok(failed) => {
+                event["data"]["messages_sent"] = serde_json::Value::from((sent - failed).max(0));
+                serde_json::to_string(&event).unwrap_or_else(|_| row.line.clone())
+            }
+            Err(e) => {
+                tracing::warn!(key = %row.notification_key, error = %e, "cannot count failed notices; escalation sent with the engine's count");
+                row.line.clone()
+            }
+        }
+    }
+
     /// The VERP address of a message (its bounces come back naming it), when configured.
     fn envelope_sender(&self, key: &str) -> Option<String> {
         let verp = self.feedback.verp()?;

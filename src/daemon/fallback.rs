@@ -158,7 +158,7 @@ async fn unreachable(fb: &Feedback, row: &FeedbackRow, seq: i64) -> Result<After
     };
     let shared = &fb.shared;
     let now = shared.clock.now();
-    let reached = fb.store.reached_count(&row.order_id).await?;
+    let reached = fb.store.reached_notices(&row.order_id).await?;
     let mut d = decision;
     d.kind = Kind::Escalation;
     d.channel = Channel::Event;

@@ -104,13 +104,30 @@ impl Store {
         Ok(sqlx::query(&q).bind(order_id).bind(seq).fetch_all(&self.pool).await?.into_iter().map(row).collect())
     }
 
-    /// Customer messages of an order that the provider accepted or delivered and that no
-    /// later report failed (the `messages_sent` of an escalation).
-    pub async fn reached_count(&self, order_id: &str) -> Result<i64, StoreError> {
-        let r = sqlx::query("SELECT COUNT(*) FROM outbox WHERE order_id = ?1 AND channel IN ('email', 'sms') AND status = 'sent'")
-            .bind(order_id)
-            .fetch_one(&self.pool)
-            .await?;
+    /// Notices of an order that reached the customer: with at least one customer message
+    /// the provider accepted or delivered and no later report failed (the `messages_sent` of
+    /// an `unreachable` escalation; like the engine's count, one per notice).
+    pub async fn reached_notices(&self, order_id: &str) -> Result<i64, StoreError> {
+        let r = sqlx::query(
+            "SELECT COUNT(DISTINCT seq) FROM outbox WHERE order_id = ?1 AND channel IN ('email', 'sms') AND status = 'sent' AND seq IS NOT NULL",
+        )
+        .bind(order_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(r.get(0))
+    }
+
+    /// Notices of an order up to `seq` whose every customer message failed: the engine
+    /// counted them as sent when it decided an escalation, the dispatcher takes them off.
+    pub async fn failed_notices(&self, order_id: &str, up_to_seq: i64) -> Result<i64, StoreError> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT seq FROM outbox WHERE order_id = ?1 AND channel IN ('email', 'sms') AND seq IS NOT NULL AND seq <= ?2
+             GROUP BY seq HAVING SUM(status <> 'failed') = 0)",
+        )
+        .bind(order_id)
+        .bind(up_to_seq)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(r.get(0))
     }
 
