@@ -37,15 +37,15 @@ fn templates() -> Templates {
     Templates::load(&root().join("templates")).expect("templates load")
 }
 
-/// Settings for stories told "now": no coalescing wait, no quiet hours, no cap. `sms_only`:
-/// a delay is told by SMS only, so that the email is what a fallback adds.
-fn settings(sms_only: bool) -> Settings {
+/// Settings for stories told "now": no coalescing wait, no quiet hours, no cap. `only`: a
+/// delay is told on this channel only, so that the other one is what a fallback adds.
+fn settings(only: Option<Channel>) -> Settings {
     let mut s = settings::load(&root().join("config")).expect("config loads");
     s.policy.coalesce_seconds = 0;
     s.policy.quiet_from = s.policy.quiet_until;
     s.policy.max_notices_per_day = 100;
-    if sms_only {
-        s.policy.channels.insert(Kind::Delayed, vec![Channel::Sms]);
+    if let Some(channel) = only {
+        s.policy.channels.insert(Kind::Delayed, vec![channel]);
     }
     s
 }
@@ -59,7 +59,7 @@ struct World {
     db: PathBuf,
 }
 
-async fn world(group: &str, sms_only: bool, smtp: SmtpScript) -> World {
+async fn world(group: &str, only: Option<Channel>, smtp: SmtpScript) -> World {
     let broker = EmbeddedBroker::start(1).expect("embedded broker");
     broker.create_topics(&TOPICS).expect("topics");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -91,7 +91,7 @@ async fn world(group: &str, sms_only: bool, smtp: SmtpScript) -> World {
     cfg.dispatch.poll_ms = 20;
     cfg.dispatch.backoff_base_ms = 20;
     cfg.dispatch.backoff_cap_ms = 200;
-    let running = Running::start(settings(sms_only), templates(), cfg, Overrides::default()).await.expect("daemon starts");
+    let running = Running::start(settings(only), templates(), cfg, Overrides::default()).await.expect("daemon starts");
     World { broker, smtp, twilio, running, _dir: dir, db }
 }
 
@@ -252,7 +252,7 @@ fn forbidden(w: &World, source: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_status_callback_is_recorded_and_forged_ones_are_refused() {
-    let w = world("callbacks", true, SmtpScript::accept_all()).await;
+    let w = world("callbacks", Some(Channel::Sms), SmtpScript::accept_all()).await;
     w.delayed_order("T-1", &["sms"]);
     let (sid, url) = w.sms_sent("T-1").await;
     // Twilio is told to call the public URL, with the message's key in the query.
@@ -304,7 +304,7 @@ async fn a_signed_status_callback_is_recorded_and_forged_ones_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forged_one_is_ignored() {
-    let w = world("bounces", false, SmtpScript::accept_all()).await;
+    let w = world("bounces", None, SmtpScript::accept_all()).await;
     w.delayed_order("B-1", &["email"]);
     w.delayed_order("B-2", &["email"]);
     let rows = w.until("both emails sent", |r| r.iter().filter(|r| r.channel == "email" && r.status == "sent").count() == 1, "B-1").await;
@@ -423,7 +423,7 @@ fn actions(broker: &EmbeddedBroker) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_that_comes_back_undelivered_is_followed_by_the_email() {
-    let w = world("fallback", true, SmtpScript::accept_all()).await;
+    let w = world("fallback", Some(Channel::Sms), SmtpScript::accept_all()).await;
     // The delay is told by SMS only; the customer also agreed to email.
     w.delayed_order("F-1", &["sms", "email"]);
     let (sid, url) = w.sms_sent("F-1").await;
@@ -456,7 +456,7 @@ async fn an_sms_that_comes_back_undelivered_is_followed_by_the_email() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_sms_and_its_fallback_email_both_fail_a_person_is_asked_to_call() {
-    let w = world("unreachable", true, SmtpScript::data([DataAnswer::reject()])).await;
+    let w = world("unreachable", Some(Channel::Sms), SmtpScript::data([DataAnswer::reject()])).await;
     w.delayed_order("U-1", &["sms", "email"]);
     let (sid, url) = w.sms_sent("U-1").await;
     assert_eq!(signed_callback(w.public(), &url, &callback_form(&sid, "failed", Some(30005))).await, 200);
@@ -482,7 +482,7 @@ async fn when_the_sms_and_its_fallback_email_both_fail_a_person_is_asked_to_call
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escalation_does_not_count_a_notice_that_reached_nobody() {
-    let w = world("messages-sent", true, SmtpScript::accept_all()).await;
+    let w = world("messages-sent", Some(Channel::Sms), SmtpScript::accept_all()).await;
     // SMS only: no fallback for this customer.
     w.delayed_order("R-1", &["sms"]);
     let (sid, url) = w.sms_sent("R-1").await;
@@ -506,5 +506,25 @@ async fn an_escalation_does_not_count_a_notice_that_reached_nobody() {
     assert_eq!(slip["data"]["messages_sent"].as_i64(), Some(engine_count - 1), "the undelivered first notice is not counted");
     let unreachable = produced.iter().find(|a| a["data"]["why"] == "unreachable").expect("unreachable");
     assert_eq!(unreachable["data"]["messages_sent"], 0);
+    w.running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounced_email_is_followed_by_the_sms() {
+    let w = world("fallback-sms", Some(Channel::Email), SmtpScript::accept_all()).await;
+    // The delay is told by email only; the customer also agreed to SMS.
+    w.delayed_order("E-1", &["email", "sms"]);
+    w.until("the email sent", |r| r.iter().any(|r| r.channel == "email" && r.status == "sent"), "E-1").await;
+    let email = w.row("E-1", "email").await;
+    assert!(w.twilio.posts().is_empty(), "no SMS yet");
+
+    let bounce = bounce_fixture("postfix-unknown-user.eml", &email.notification_key, "nosuchuser@shop.example", &email_of("E-1"));
+    assert_eq!(post_bounce(w.public(), &bounce, Some(HOOK_TOKEN)).await, (200, "recorded\n".into()));
+    let sms = w.twilio.wait_for_messages(1, Duration::from_secs(30)).await;
+    assert_eq!(sms[0].to, "+31612345511");
+    let rows = w.until("the fallback SMS sent", |r| r.iter().any(|r| r.channel == "sms" && r.status == "sent"), "E-1").await;
+    let fallback = rows.iter().find(|r| r.channel == "sms").expect("row");
+    assert!(fallback.notification_key.ends_with("/fallback") && fallback.notification_key.contains("/sms/"), "{}", fallback.notification_key);
+    assert_eq!(w.running.shared.metrics.counter("belofte_fallbacks_total", &[("from", "email"), ("to", "sms")]), 1.0);
     w.running.shutdown().await.expect("clean shutdown");
 }

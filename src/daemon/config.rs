@@ -287,3 +287,43 @@ impl DaemonConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verp_needs_a_secret_of_sixteen_bytes() {
+        let mut cfg = DaemonConfig::default();
+        assert!(cfg.validate().is_ok(), "VERP and the public listener are off by default");
+        cfg.email.bounce_address = Some("bounce+{token}@bounce.example".into());
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("email.bounce_secret"));
+        cfg.email.bounce_secret = Some("short".into());
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("email.bounce_secret"));
+        cfg.email.bounce_secret = Some("sixteen-bytes-at-least".into());
+        assert!(cfg.validate().is_ok());
+        cfg.email.bounce_address = Some("bounce@bounce.example".into());
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("email.bounce_address"), "no {{token}}");
+    }
+
+    #[test]
+    fn the_public_listener_needs_the_url_twilio_calls() {
+        let mut cfg = DaemonConfig::default();
+        cfg.http.public_listen = Some("127.0.0.1:9465".into());
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("http.public_base_url"));
+        cfg.http.public_base_url = Some("hooks.example".into());
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("http.public_base_url"), "not a URL");
+        cfg.http.public_base_url = Some("https://hooks.example/".into());
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.http.twilio_status_url().as_deref(), Some("https://hooks.example/hooks/twilio/status"));
+        cfg.sms.twilio.status_callback = Some("https://elsewhere.example/cb".into());
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("sms.twilio.status_callback"));
+    }
+
+    #[test]
+    fn fallback_is_on_for_every_customer_kind_by_default() {
+        let f = FallbackConfig::default();
+        assert!(belofte_core::domain::Kind::CUSTOMER.iter().all(|k| f.enabled(*k)));
+        assert!(!f.enabled(belofte_core::domain::Kind::Escalation));
+    }
+}

@@ -25,6 +25,10 @@ use super::Shared;
 /// switched off, 30007 carrier filtering, 30008 unknown) may pass another day.
 const SUPPRESS_DELIVERY_CODES: [u32; 2] = [30005, 30006];
 
+/// How long a callback waits for the dispatcher to record the send it reports on.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+const SETTLE_WAITS: usize = 30;
+
 /// A status write that lost a race is re-read and re-decided at most this often.
 const MAX_RACES: usize = 8;
 
@@ -83,6 +87,19 @@ impl Feedback {
             tracing::warn!(key, sid = %cb.message_sid, status = cb.status.as_str(), "status callback for no SMS of ours; ignored");
             return Ok(Recorded::UnknownMessage);
         };
+        // Twilio may call back before the dispatcher has recorded the send (the settle of a
+        // batch is a moment behind the answer); a failure must land on a settled row, or the
+        // settle would mark it sent over it. Wait for that moment, a little.
+        for _ in 0..SETTLE_WAITS {
+            if row.status != "sending" {
+                break;
+            }
+            tokio::time::sleep(SETTLE_WAIT).await;
+            match self.store.row_by_key(key).await? {
+                Some(again) => row = again,
+                None => return Ok(Recorded::UnknownMessage),
+            }
+        }
         if let Some(sid) = row.provider_id.as_deref().filter(|sid| *sid != cb.message_sid) {
             // The URL is signed, so the key is ours; a different sid is a resend we did not
             // learn the sid of (found by a look-up) or Twilio's own retry. Recorded anyway.
