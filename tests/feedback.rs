@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use belofte::channels::{SmtpConfig, Tls, TwilioConfig};
 use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
-use belofte::daemon::{DaemonConfig, Overrides, Running};
+use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
 use belofte::render::Templates;
 use belofte::settings::{self, Settings};
@@ -40,9 +40,15 @@ fn templates() -> Templates {
 /// Settings for stories told "now": no coalescing wait, no quiet hours, no cap. `only`: a
 /// delay is told on this channel only, so that the other one is what a fallback adds.
 fn settings(only: Option<Channel>) -> Settings {
+    let mut s = settings_with_quiet_hours(only);
+    s.policy.quiet_from = s.policy.quiet_until;
+    s
+}
+
+/// The same, with the shipped quiet hours (no SMS from 21:00 to 08:00).
+fn settings_with_quiet_hours(only: Option<Channel>) -> Settings {
     let mut s = settings::load(&root().join("config")).expect("config loads");
     s.policy.coalesce_seconds = 0;
-    s.policy.quiet_from = s.policy.quiet_until;
     s.policy.max_notices_per_day = 100;
     if let Some(channel) = only {
         s.policy.channels.insert(Kind::Delayed, vec![channel]);
@@ -55,11 +61,16 @@ struct World {
     smtp: SmtpHandle,
     twilio: TwilioHandle,
     running: Running,
+    clock: Option<Clock>,
     _dir: tempfile::TempDir,
     db: PathBuf,
 }
 
 async fn world(group: &str, only: Option<Channel>, smtp: SmtpScript) -> World {
+    world_with(group, settings(only), smtp, None).await
+}
+
+async fn world_with(group: &str, settings: Settings, smtp: SmtpScript, clock: Option<Clock>) -> World {
     let broker = EmbeddedBroker::start(1).expect("embedded broker");
     broker.create_topics(&TOPICS).expect("topics");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -91,8 +102,8 @@ async fn world(group: &str, only: Option<Channel>, smtp: SmtpScript) -> World {
     cfg.dispatch.poll_ms = 20;
     cfg.dispatch.backoff_base_ms = 20;
     cfg.dispatch.backoff_cap_ms = 200;
-    let running = Running::start(settings(only), templates(), cfg, Overrides::default()).await.expect("daemon starts");
-    World { broker, smtp, twilio, running, _dir: dir, db }
+    let running = Running::start(settings, templates(), cfg, Overrides { clock: clock.clone(), ..Overrides::default() }).await.expect("daemon starts");
+    World { broker, smtp, twilio, running, clock, _dir: dir, db }
 }
 
 impl World {
@@ -101,8 +112,12 @@ impl World {
     }
 
     /// An order placed now and delayed at once, by a customer who agreed to email and SMS.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.as_ref().map_or_else(chrono::Utc::now, Clock::now)
+    }
+
     fn delayed_order(&self, id: &str, channels: &[&str]) {
-        let now = chrono::Utc::now();
+        let now = self.now();
         let t = |d: chrono::Duration| (now + d).to_rfc3339();
         let channels = serde_json::to_string(channels).expect("json");
         let placed = format!(
@@ -526,5 +541,29 @@ async fn a_bounced_email_is_followed_by_the_sms() {
     let fallback = rows.iter().find(|r| r.channel == "sms").expect("row");
     assert!(fallback.notification_key.ends_with("/fallback") && fallback.notification_key.contains("/sms/"), "{}", fallback.notification_key);
     assert_eq!(w.running.shared.metrics.counter("belofte_fallbacks_total", &[("from", "email"), ("to", "sms")]), 1.0);
+    w.running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_sms_waits_for_the_end_of_the_quiet_hours() {
+    // Tuesday 22:00 in Amsterdam: email goes at once, an SMS not before 08:00.
+    let evening = chrono::DateTime::parse_from_rfc3339("2026-12-01T22:00:00+01:00").expect("time").to_utc();
+    let clock = Clock::manual(evening);
+    let w = world_with("fallback-quiet", settings_with_quiet_hours(Some(Channel::Email)), SmtpScript::accept_all(), Some(clock.clone())).await;
+    w.delayed_order("Q-1", &["email", "sms"]);
+    w.until("the email sent", |r| r.iter().any(|r| r.channel == "email" && r.status == "sent"), "Q-1").await;
+    let email = w.row("Q-1", "email").await;
+    let bounce = bounce_fixture("postfix-unknown-user.eml", &email.notification_key, "nosuchuser@shop.example", &email_of("Q-1"));
+    assert_eq!(post_bounce(w.public(), &bounce, Some(HOOK_TOKEN)).await, (200, "recorded\n".into()));
+
+    let rows = w.until("the fallback SMS enqueued", |r| r.iter().any(|r| r.channel == "sms"), "Q-1").await;
+    let sms = rows.iter().find(|r| r.channel == "sms").expect("row");
+    assert_eq!(sms.send_at, "2026-12-02T07:00:00.000000Z", "held to 08:00 local");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(w.twilio.posts().is_empty(), "no SMS in the night");
+    assert_eq!(w.row("Q-1", "sms").await.status, "pending");
+
+    clock.set(chrono::DateTime::parse_from_rfc3339("2026-12-02T08:00:01+01:00").expect("time").to_utc());
+    w.twilio.wait_for_messages(1, Duration::from_secs(30)).await;
     w.running.shutdown().await.expect("clean shutdown");
 }
