@@ -123,6 +123,10 @@ impl Running {
             metrics: Metrics::default(),
             clock: overrides.clock.unwrap_or(Clock::Wall),
         });
+        let backfilled = store.backfill_message_refs().await?;
+        if backfilled > 0 {
+            tracing::info!(rows = backfilled, "emails from before delivery feedback got their message ref (their bounces are matched)");
+        }
         let recovered = store.recover(shared.clock.now()).await?;
         if recovered > 0 {
             tracing::warn!(rows = recovered, "messages were being sent when the last run stopped; they are checked before any resend");

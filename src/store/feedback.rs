@@ -142,6 +142,33 @@ impl Store {
             .map_err(|e| StoreError::Corrupt { what: format!("order {order_id}"), message: e.to_string() })
     }
 
+    /// Gives the emails enqueued before migration 0003 their message ref, so that their
+    /// bounces are matched too (SQLite has no SHA-256 to do it in the migration). Once per
+    /// row: afterwards the query finds nothing. Returns how many rows were filled.
+    pub async fn backfill_message_refs(&self) -> Result<u64, StoreError> {
+        let mut filled = 0;
+        loop {
+            let rows = sqlx::query("SELECT id, notification_key FROM outbox WHERE message_ref IS NULL AND channel = 'email' LIMIT 500")
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(filled);
+            }
+            let mut tx = self.pool.begin().await?;
+            for r in &rows {
+                let id: i64 = r.get(0);
+                let key: String = r.get(1);
+                sqlx::query("UPDATE outbox SET message_ref = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(belofte_feedback::message_ref(&key))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            filled += rows.len() as u64;
+        }
+    }
+
     /// Moves the row's provider status from `expected` to `event.status`, records the event
     /// and its consequence, all in one transaction. `false` when the row's status is no
     /// longer `expected` (another report came in between): read it again and re-decide.
