@@ -8,26 +8,26 @@
 //!   `{{reason "what"}}`
 //! - `_layout/email.html.hbs`: the one HTML layout around every email's text part
 //!
-//! Everything is compiled once in [`Templates::load`]; a render builds one typed context
-//! ([`Vars`]: the list of template variables) and runs Handlebars: one way to render.
+//! Everything is compiled once in [`Templates::load`]; a render only builds one JSON context.
 
-mod helpers;
+mod fast;
 pub mod line;
-mod vars;
+mod helpers;
 pub(crate) mod words;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use handlebars::{Context, Handlebars};
+use serde_json::{json, Map, Value};
 
 use belofte_core::domain::{Channel, Kind, Lang, Reason, Tone};
 use belofte_core::notice::Notice;
 use belofte_core::policy::Brand;
 
-pub use vars::{DateVars, Vars};
 pub use words::sms_units;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +155,10 @@ pub struct Templates {
     pub(crate) voice: Arc<PhraseTable>,
     pub(crate) reasons: Arc<PhraseTable>,
     layout_file: String,
+    /// The fast path (see `fast.rs`): the parts, phrases and layout it could translate.
+    fast_parts: HashMap<(Kind, Lang, Part), fast::Prog>,
+    fast_phrases: Vec<Option<fast::Prog>>,
+    fast_layout: Option<fast::Prog>,
 }
 
 fn display(dir: &Path, rel: &str) -> String {
@@ -246,6 +250,37 @@ impl Templates {
             sources.insert(LAYOUT_FILE.to_string(), Source { file: layout_file.clone(), first_line: 1, text: src });
         }
 
+        // The fast path: every template and phrase translated once, where it can be.
+        let mut phrase_names: Vec<&str> = Vec::new();
+        for table in [&voice, &reasons] {
+            for slots in table.values() {
+                for phrase in slots.iter().flatten() {
+                    if let Phrase::Template(name) = phrase {
+                        phrase_names.push(name);
+                    }
+                }
+            }
+        }
+        phrase_names.sort_unstable();
+        phrase_names.dedup();
+        let phrase_ids: HashMap<String, usize> =
+            phrase_names.iter().enumerate().map(|(i, n)| ((*n).to_string(), i)).collect();
+        let compiler = fast::Compiler {
+            schema: fast::Schema::Text,
+            escape: false,
+            voice: &voice,
+            reasons: &reasons,
+            phrase_ids: &phrase_ids,
+        };
+        let fast_phrases: Vec<Option<fast::Prog>> =
+            phrase_names.iter().map(|n| text.get_template(n).and_then(|t| compiler.compile(t))).collect();
+        let fast_parts = parts
+            .iter()
+            .filter_map(|(key, name)| Some((*key, compiler.compile(text.get_template(name)?)?)))
+            .collect();
+        let layout_compiler = fast::Compiler { schema: fast::Schema::Layout, escape: true, ..compiler };
+        let fast_layout = html.get_template(LAYOUT_FILE).and_then(|t| layout_compiler.compile(t));
+
         Ok(Templates {
             text,
             html,
@@ -254,6 +289,9 @@ impl Templates {
             voice,
             reasons,
             layout_file,
+            fast_parts,
+            fast_phrases,
+            fast_layout,
         })
     }
 
@@ -284,12 +322,63 @@ impl Templates {
         channel: Channel,
         with_html: bool,
     ) -> Result<Rendered, Failure> {
+        match self.render_fast(notice, brand, channel, with_html) {
+            Some(r) => Ok(r),
+            None => self.render_slow(notice, brand, channel, with_html),
+        }
+    }
+
+    /// The slow path alone: Handlebars with a JSON context (the reference the fast path is
+    /// tested against).
+    #[doc(hidden)]
+    pub fn render_reference(
+        &self,
+        notice: &Notice,
+        brand: &Brand,
+        channel: Channel,
+        with_html: bool,
+    ) -> Result<Rendered, RenderError> {
+        self.render_slow(notice, brand, channel, with_html).map_err(RenderError::from)
+    }
+
+    /// The fast path alone: `None` where it leaves the message to the slow path.
+    #[doc(hidden)]
+    pub fn render_fast(&self, notice: &Notice, brand: &Brand, channel: Channel, with_html: bool) -> Option<Rendered> {
         let lang = notice.lang;
-        let ctx = Context::wraps(Vars::of(notice, brand)).map_err(|e| Failure {
-            file: notice.kind.as_str().to_string(),
-            line: None,
-            message: format!("cannot build the template variables: {e}"),
-        })?;
+        let facts = fast::Facts::text(notice, brand);
+        let runner = fast::Runner { phrases: &self.fast_phrases };
+        let part = |part: Part| -> Option<String> {
+            let prog = self.fast_parts.get(&(notice.kind, lang, part))?;
+            let mut out = String::with_capacity(1024);
+            runner.run(prog, &facts, &mut out).ok()?;
+            Some(out)
+        };
+        match channel {
+            Channel::Email => {
+                let subject = one_line_owned(words::tidy_owned(part(Part::EmailSubject)?));
+                let text = words::tidy_owned(part(Part::EmailText)?);
+                let html = if with_html {
+                    let body = words::paragraphs_joined(&text);
+                    let facts = fast::Facts::layout(notice, brand, &subject, &body);
+                    let mut out = String::with_capacity(2048 + body.len());
+                    runner.run(self.fast_layout.as_ref()?, &facts, &mut out).ok()?;
+                    Some(out)
+                } else {
+                    None
+                };
+                Some(Rendered { subject: Some(subject), text, html })
+            }
+            Channel::Sms => {
+                let text = words::to_gsm7_owned(words::tidy_owned(part(Part::SmsText)?));
+                Some(Rendered { subject: None, text, html: None })
+            }
+            Channel::Event => None,
+        }
+    }
+
+    fn render_slow(&self, notice: &Notice, brand: &Brand, channel: Channel, with_html: bool) -> Result<Rendered, Failure> {
+        let lang = notice.lang;
+        let ctx = Context::from(context(notice, brand));
         let part = |part: Part| -> Result<String, Failure> {
             let Some(name) = self.parts.get(&(notice.kind, lang, part)) else {
                 return Err(Failure {
@@ -320,16 +409,13 @@ impl Templates {
     }
 
     fn html_part(&self, lang: Lang, brand: &Brand, subject: &str, text: &str) -> Result<String, Failure> {
-        let data = vars::LayoutVars {
-            lang: lang.as_str(),
-            subject,
-            brand: vars::LayoutBrandVars {
-                name: &brand.display_name,
-                support_url: &brand.support_url,
-                support_phone: brand.support_phone.as_deref(),
-            },
-            body: words::paragraphs(text),
-        };
+        let data = json!({
+            "lang": lang.as_str(),
+            "subject": subject,
+            "brand": { "name": brand.display_name, "support_url": brand.support_url,
+                       "support_phone": brand.support_phone },
+            "body": words::paragraphs(text).join("\n"),
+        });
         self.html.render(LAYOUT_FILE, &data).map_err(|e| Failure {
             file: self.layout_file.clone(),
             line: e.line_no,
@@ -431,8 +517,132 @@ fn load_phrases(
     Ok(out)
 }
 
+fn date_or_null(lang: Lang, brand: &Brand, t: Option<belofte_core::domain::Instant>) -> Value {
+    t.map(|t| words::date_words(lang, brand.time_zone, t)).unwrap_or(Value::Null)
+}
+
+/// Every fact a template may use. Keys are always present (null when absent), so strict mode
+/// only fails on real typos.
+pub(crate) fn context(n: &Notice, brand: &Brand) -> Value {
+    let lang = n.lang;
+    let tone = brand.tone;
+    let first = n.items.first();
+    let more = n.items.len().saturating_sub(1);
+    let voucher = match n.compensation_eur {
+        Some(eur) if eur > 0 => {
+            let previous = n.previous_compensation_eur.filter(|p| *p > 0 && *p < eur);
+            json!({
+                "eur": eur,
+                "amount": words::euro(lang, eur),
+                "raised": previous.is_some(),
+                "previous_amount": previous.map(|p| words::euro(lang, p)),
+            })
+        }
+        _ => Value::Null,
+    };
+    let promise = n.new.or(n.previous).unwrap_or(n.original);
+    let mut m = Map::with_capacity(32);
+    m.insert("kind".into(), n.kind.as_str().into());
+    m.insert("lang".into(), lang.as_str().into());
+    m.insert("tone".into(), tone.as_str().into());
+    m.insert("formal".into(), (tone == Tone::Formal).into());
+    m.insert("warm".into(), (tone == Tone::Warm).into());
+    m.insert("playful".into(), (tone == Tone::Playful).into());
+    m.insert("order_id".into(), n.order_id.as_str().into());
+    m.insert(
+        "brand".into(),
+        json!({ "id": brand.id, "name": brand.display_name, "support_url": brand.support_url,
+                "support_site": support_site(&brand.support_url), "support_phone": brand.support_phone }),
+    );
+    m.insert(
+        "customer".into(),
+        json!({ "name": n.customer_name.trim(), "first_name": words::first_name(&n.customer_name) }),
+    );
+    m.insert(
+        "items".into(),
+        json!({
+            "first": first.map(|i| i.name.as_str()).unwrap_or(""),
+            "first_qty": first.map(|i| i.qty).unwrap_or(0),
+            "first_many": first.map(|i| i.qty > 1).unwrap_or(false),
+            "count": n.items.len(),
+            "more": more,
+            "more_plural": more > 1,
+        }),
+    );
+    m.insert("promise_label".into(), n.promise_label.clone().into());
+    m.insert("carrier".into(), n.carrier.as_deref().map(carrier_name).into());
+    m.insert("tracking_number".into(), n.tracking_number.clone().into());
+    m.insert("reason".into(), n.reason.map(|r| r.code()).into());
+    m.insert("again".into(), n.again.into());
+    let original = words::date_words(lang, brand.time_zone, n.original);
+    let previous = match n.previous {
+        Some(p) if p == n.original => original.clone(),
+        p => date_or_null(lang, brand, p),
+    };
+    let new = date_or_null(lang, brand, n.new);
+    // The promise that holds is one of the dates above: reuse it rather than format it again.
+    let promise = if Some(promise) == n.new {
+        new.clone()
+    } else if Some(promise) == n.previous {
+        previous.clone()
+    } else {
+        original.clone()
+    };
+    m.insert("original".into(), original);
+    m.insert("previous".into(), previous);
+    m.insert("new".into(), new);
+    m.insert("promise".into(), promise);
+    m.insert("next_update".into(), date_or_null(lang, brand, n.next_update_at));
+    m.insert("next_attempt".into(), date_or_null(lang, brand, n.next_attempt_at));
+    m.insert("delivered".into(), date_or_null(lang, brand, n.delivered_at));
+    m.insert("voucher".into(), voucher);
+    m.insert(
+        "pickup".into(),
+        n.pickup_point.as_ref().map(|p| json!({ "name": p.name, "address": p.address })).unwrap_or(Value::Null),
+    );
+    m.insert("failed_attempts".into(), n.failed_attempts.into());
+    Value::Object(m)
+}
+
+/// The support address without "https://", as an SMS shows it (phones still make it a link).
+fn support_site(url: &str) -> &str {
+    let bare = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url);
+    bare.strip_suffix('/').unwrap_or(bare)
+}
+
 /// The subject is one line: line breaks become spaces.
 fn one_line(s: &str) -> String {
     s.lines().collect::<Vec<_>>().join(" ")
 }
 
+/// [`one_line`] without a copy when there is nothing to join.
+fn one_line_owned(s: String) -> String {
+    if s.contains('\n') {
+        one_line(&s)
+    } else {
+        s
+    }
+}
+
+/// Carrier ids as customers know the company.
+fn carrier_name(id: &str) -> String {
+    carrier_name_cow(id).into_owned()
+}
+
+fn carrier_name_cow(id: &str) -> Cow<'_, str> {
+    const KNOWN: [(&str, &str); 9] = [
+        ("postnl", "PostNL"),
+        ("dhl", "DHL"),
+        ("dpd", "DPD"),
+        ("ups", "UPS"),
+        ("gls", "GLS"),
+        ("bpost", "bpost"),
+        ("fedex", "FedEx"),
+        ("budbee", "Budbee"),
+        ("trunkrs", "Trunkrs"),
+    ];
+    match KNOWN.iter().find(|(k, _)| id.eq_ignore_ascii_case(k)) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Borrowed(id),
+    }
+}

@@ -3,6 +3,7 @@
 
 use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
+use serde_json::{Map, Value};
 
 use belofte_core::domain::{Instant, Lang};
 
@@ -65,6 +66,16 @@ impl DateText {
     }
 }
 
+/// One instant in every form a template may want, in the brand's local time.
+pub fn date_words(lang: Lang, tz: Tz, t: Instant) -> Value {
+    let d = DateText::new(lang, tz, t);
+    let mut m = Map::new();
+    m.insert("day_month".into(), Value::String(d.day_month().to_string()));
+    m.insert("date".into(), Value::String(d.date().to_string()));
+    m.insert("time".into(), Value::String(d.time().to_string()));
+    m.insert("at".into(), Value::String(d.at));
+    Value::Object(m)
+}
 
 /// An amount in euro as written in running text: nl "€ 5", en "€5".
 pub fn euro(lang: Lang, eur: u32) -> String {
@@ -149,8 +160,114 @@ pub fn tidy(raw: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// [`tidy`] on text the caller owns: the same result, tidied in place (the result is never
+/// longer than the text, so it needs no second buffer).
+pub fn tidy_owned(raw: String) -> String {
+    let mut buf = raw.into_bytes();
+    let len = tidy_in_place(&mut buf);
+    buf.truncate(len);
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
 
+/// The bytes [`tidy`] looks at.
+const TIDY_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'.' as usize] = true;
+    t[b',' as usize] = true;
+    t[b'\n' as usize] = true;
+    t
+};
 
+/// The bytes of [`tidy`] written over `buf` (lines as `str::lines` splits them); the new length.
+///
+/// Writing never overtakes reading: a line's text never grows, and a line break written
+/// ("\n", or "\n\n" after blank lines) stands for at least as many line breaks read.
+fn tidy_in_place(buf: &mut [u8]) -> usize {
+    let len = buf.len();
+    let (mut r, mut w) = (0, 0);
+    let mut pending_blank = false;
+    // One pass: the line breaks are found with the other bytes tidy looks at.
+    loop {
+        // A new line: its separator first (before anything is known of the line).
+        let line_in = r;
+        let line_start = w;
+        if line_start > 0 {
+            buf[w] = b'\n';
+            w += 1;
+            if pending_blank {
+                buf[w] = b'\n';
+                w += 1;
+            }
+        }
+        let content_start = w;
+        let mut last_space = true;
+        let mut ended = false;
+        while r < len {
+            // A run of bytes that are copied as they are, in one go.
+            let run = r;
+            while r < len && !TIDY_SPECIAL[buf[r] as usize] {
+                r += 1;
+            }
+            if r > run {
+                if w != run {
+                    buf.copy_within(run..r, w);
+                }
+                w += r - run;
+                last_space = false;
+                if r == len {
+                    break;
+                }
+            }
+            let b = buf[r];
+            r += 1;
+            match b {
+                b'\n' => {
+                    // `str::lines` drops the "\r" of a "\r\n" (it was copied as it is).
+                    if r - 1 > line_in && buf[r - 2] == b'\r' {
+                        w -= 1;
+                    }
+                    ended = true;
+                    break;
+                }
+                b' ' | b'\t' => {
+                    if !last_space {
+                        buf[w] = b' ';
+                        w += 1;
+                    }
+                    last_space = true;
+                }
+                b'.' | b',' => {
+                    if w > content_start && buf[w - 1] == b' ' {
+                        w -= 1;
+                    }
+                    buf[w] = b;
+                    w += 1;
+                    last_space = false;
+                }
+                _ => {
+                    buf[w] = b;
+                    w += 1;
+                    last_space = false;
+                }
+            }
+        }
+        while w > content_start && buf[w - 1] == b' ' {
+            w -= 1;
+        }
+        if w == content_start {
+            w = line_start;
+            pending_blank = line_start > 0;
+        } else {
+            pending_blank = false;
+        }
+        // `str::lines` has no empty line after a final line break.
+        if !ended || r == len {
+            return w;
+        }
+    }
+}
 
 // ---------------------------------------------------------------- HTML
 
@@ -213,9 +330,8 @@ fn find_url(s: &str) -> Option<usize> {
     })
 }
 
-/// The text part as HTML paragraphs (blank line = new paragraph, line break = `<br>`), one
-/// per line.
-pub fn paragraphs(text: &str) -> String {
+/// [`paragraphs`] joined by line breaks, written into one string.
+pub fn paragraphs_joined(text: &str) -> String {
     let mut html = String::with_capacity(text.len() + text.len() / 4 + 64);
     for (n, p) in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).enumerate() {
         if n > 0 {
@@ -238,6 +354,18 @@ fn paragraph_html(p: &str, html: &mut String) {
     html.push_str("</p>");
 }
 
+/// The text part as HTML paragraphs (blank line = new paragraph, line break = `<br>`).
+pub fn paragraphs(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut html = String::with_capacity(p.len() + 32);
+            paragraph_html(p, &mut html);
+            html
+        })
+        .collect()
+}
 
 // ---------------------------------------------------------------- SMS
 
@@ -296,7 +424,30 @@ pub fn to_gsm7(text: &str) -> String {
     to_gsm7_replaced(text)
 }
 
+/// ASCII characters in the GSM-7 alphabet, basic or extension.
+const GSM7_ASCII: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b' ' || GSM7_BASIC_ASCII[i] || GSM7_EXTENSION_ASCII[i];
+        i += 1;
+    }
+    t
+};
 
+/// [`to_gsm7`] on text the caller owns: no copy when it is GSM-7 already.
+pub fn to_gsm7_owned(text: String) -> String {
+    let all_gsm = if text.is_ascii() {
+        text.bytes().all(|b| GSM7_ASCII[b as usize])
+    } else {
+        text.chars().all(|c| is_gsm_basic(c) || is_gsm_ext(c))
+    };
+    if all_gsm {
+        return text;
+    }
+    to_gsm7_replaced(&text)
+}
 
 fn to_gsm7_replaced(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -372,6 +523,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn to_gsm7_owned_like_to_gsm7() {
+        for t in ["abc €", "Zoë’s – café", "plain [x] {y} ~^|\\ \x0c", "tab\there", "", "é"] {
+            assert_eq!(to_gsm7_owned(t.to_string()), to_gsm7(t), "{t:?}");
+        }
+        for b in 0u8..128 {
+            let t = (b as char).to_string();
+            assert_eq!(to_gsm7_owned(t.clone()), to_gsm7(&t), "{b}");
+        }
+    }
+
+    #[test]
+    fn paragraphs_joined_like_paragraphs() {
+        for t in ["Hoi <b>,\n\nZie https://lumen.nl/hulp.\nen www.x.nl", "", "\n\n\n", "a\n\n\n\nb\nc"] {
+            assert_eq!(paragraphs_joined(t), paragraphs(t).join("\n"), "{t:?}");
+        }
+    }
 
     #[test]
     fn sms_units_like_checker() {
@@ -383,13 +551,42 @@ mod tests {
     #[test]
     fn links_and_escapes() {
         let p = paragraphs("Hoi <b>,\n\nZie https://lumen.nl/hulp.");
-        assert_eq!(p, "<p>Hoi &lt;b&gt;,</p>\n<p>Zie <a href=\"https://lumen.nl/hulp\">https://lumen.nl/hulp</a>.</p>");
+        assert_eq!(p[0], "<p>Hoi &lt;b&gt;,</p>");
+        assert_eq!(p[1], "<p>Zie <a href=\"https://lumen.nl/hulp\">https://lumen.nl/hulp</a>.</p>");
     }
 }
 
 #[cfg(test)]
 mod tidy_tests {
     use super::tidy;
+
+    #[test]
+    fn tidies_in_place_like_tidy() {
+        let cases = [
+            "  Hoi  Daan ,\n\n\n\nJe  pakket .\n  \nDag\n",
+            "\n\na\nb\n\n",
+            "",
+            "\n",
+            " \t \n .,\n\t,x ,  . y\r\n\r\nz\r",
+            "Zoë  ,  é .\n\n \n  ü\n",
+            "a\r\n\r\n\r\nb \r",
+        ];
+        for c in cases {
+            assert_eq!(super::tidy_owned(c.to_string()), tidy(c), "{c:?}");
+        }
+        // And strings made of the characters tidy cares about.
+        let alphabet = [" ", "\t", ".", ",", "\n", "\r", "a", "é", "bc"];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut c = String::new();
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            for _ in 0..(seed >> 59) {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                c.push_str(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            assert_eq!(super::tidy_owned(c.clone()), tidy(&c), "{c:?}");
+        }
+    }
 
     #[test]
     fn tidies() {

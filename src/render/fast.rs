@@ -1,0 +1,728 @@
+//! The fast path of rendering: the compiled Handlebars templates translated once, at load
+//! time, into a small program over the notice's facts.
+//!
+//! What the translation resolves up front, per template: which fact each variable is (no JSON
+//! context, no path lookups), the `{{t "je" "u"}}` words of every tone, the `{{voice}}`
+//! phrase of every language × tone and the `{{reason}}` phrase of every language × reason.
+//! What it does not understand (a helper other than `if`/`unless`/`eq`/`ne`/`t`/`trunc`/
+//! `voice`/`reason`, an unknown variable, a partial ...) it leaves to Handlebars: the whole
+//! template then renders on the slow path. And whenever a render would fail (a variable that
+//! is missing at run time, a phrase that does not exist) the fast path gives up and the slow
+//! path renders, so errors read, with file and line, exactly as they always did.
+//!
+//! The two paths must write the same bytes; `tests/render_equivalence.rs` holds them to it.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
+use handlebars::{Path, PathSeg};
+use serde_json::Value as Json;
+
+use super::words::{self, DateText};
+use super::{lang_index, reason_slot, tone_index, voice_slot, Phrase, PhraseTable, VOICE_SECTIONS};
+use belofte_core::domain::{Lang, Reason, Tone};
+use belofte_core::notice::Notice;
+use belofte_core::policy::Brand;
+
+/// The render gave up: render again on the slow path (which reports the error, if any).
+#[derive(Debug)]
+pub(crate) struct GiveUp;
+
+type Run<T = ()> = Result<T, GiveUp>;
+
+/// Which context a template is rendered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Schema {
+    /// The text registry: every fact of `super::context`, no HTML escaping.
+    Text,
+    /// The HTML layout: `lang`, `subject`, `brand.{name,support_url,support_phone}`, `body`.
+    Layout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DateOf {
+    Original,
+    Previous,
+    New,
+    Promise,
+    NextUpdate,
+    NextAttempt,
+    Delivered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DateField {
+    DayMonth,
+    Date,
+    Time,
+    At,
+}
+
+/// One fact a template may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    Kind,
+    Lang,
+    Tone,
+    Formal,
+    Warm,
+    Playful,
+    OrderId,
+    Brand,
+    BrandId,
+    BrandName,
+    BrandSupportUrl,
+    BrandSupportSite,
+    BrandSupportPhone,
+    Customer,
+    CustomerName,
+    CustomerFirstName,
+    Items,
+    ItemsFirst,
+    ItemsFirstQty,
+    ItemsFirstMany,
+    ItemsCount,
+    ItemsMore,
+    ItemsMorePlural,
+    PromiseLabel,
+    Carrier,
+    TrackingNumber,
+    Reason,
+    Again,
+    Date(DateOf),
+    DateField(DateOf, DateField),
+    Voucher,
+    VoucherEur,
+    VoucherAmount,
+    VoucherRaised,
+    VoucherPreviousAmount,
+    Pickup,
+    PickupName,
+    PickupAddress,
+    FailedAttempts,
+    Subject,
+    Body,
+}
+
+impl Var {
+    /// Objects (or null): usable as a condition, never written or compared.
+    fn is_object(self) -> bool {
+        matches!(self, Var::Brand | Var::Customer | Var::Items | Var::Date(_) | Var::Voucher | Var::Pickup)
+    }
+
+    fn resolve(schema: Schema, path: &[&str]) -> Option<Var> {
+        match schema {
+            Schema::Layout => Some(match path {
+                ["lang"] => Var::Lang,
+                ["subject"] => Var::Subject,
+                ["body"] => Var::Body,
+                ["brand"] => Var::Brand,
+                ["brand", "name"] => Var::BrandName,
+                ["brand", "support_url"] => Var::BrandSupportUrl,
+                ["brand", "support_phone"] => Var::BrandSupportPhone,
+                _ => return None,
+            }),
+            Schema::Text => {
+                let date = |s: &str| -> Option<DateOf> {
+                    Some(match s {
+                        "original" => DateOf::Original,
+                        "previous" => DateOf::Previous,
+                        "new" => DateOf::New,
+                        "promise" => DateOf::Promise,
+                        "next_update" => DateOf::NextUpdate,
+                        "next_attempt" => DateOf::NextAttempt,
+                        "delivered" => DateOf::Delivered,
+                        _ => return None,
+                    })
+                };
+                Some(match path {
+                    ["kind"] => Var::Kind,
+                    ["lang"] => Var::Lang,
+                    ["tone"] => Var::Tone,
+                    ["formal"] => Var::Formal,
+                    ["warm"] => Var::Warm,
+                    ["playful"] => Var::Playful,
+                    ["order_id"] => Var::OrderId,
+                    ["brand"] => Var::Brand,
+                    ["brand", "id"] => Var::BrandId,
+                    ["brand", "name"] => Var::BrandName,
+                    ["brand", "support_url"] => Var::BrandSupportUrl,
+                    ["brand", "support_site"] => Var::BrandSupportSite,
+                    ["brand", "support_phone"] => Var::BrandSupportPhone,
+                    ["customer"] => Var::Customer,
+                    ["customer", "name"] => Var::CustomerName,
+                    ["customer", "first_name"] => Var::CustomerFirstName,
+                    ["items"] => Var::Items,
+                    ["items", "first"] => Var::ItemsFirst,
+                    ["items", "first_qty"] => Var::ItemsFirstQty,
+                    ["items", "first_many"] => Var::ItemsFirstMany,
+                    ["items", "count"] => Var::ItemsCount,
+                    ["items", "more"] => Var::ItemsMore,
+                    ["items", "more_plural"] => Var::ItemsMorePlural,
+                    ["promise_label"] => Var::PromiseLabel,
+                    ["carrier"] => Var::Carrier,
+                    ["tracking_number"] => Var::TrackingNumber,
+                    ["reason"] => Var::Reason,
+                    ["again"] => Var::Again,
+                    ["voucher"] => Var::Voucher,
+                    ["voucher", "eur"] => Var::VoucherEur,
+                    ["voucher", "amount"] => Var::VoucherAmount,
+                    ["voucher", "raised"] => Var::VoucherRaised,
+                    ["voucher", "previous_amount"] => Var::VoucherPreviousAmount,
+                    ["pickup"] => Var::Pickup,
+                    ["pickup", "name"] => Var::PickupName,
+                    ["pickup", "address"] => Var::PickupAddress,
+                    ["failed_attempts"] => Var::FailedAttempts,
+                    [d] => Var::Date(date(d)?),
+                    [d, f] => Var::DateField(
+                        date(d)?,
+                        match *f {
+                            "day_month" => DateField::DayMonth,
+                            "date" => DateField::Date,
+                            "time" => DateField::Time,
+                            "at" => DateField::At,
+                            _ => return None,
+                        },
+                    ),
+                    _ => return None,
+                })
+            }
+        }
+    }
+}
+
+/// A value as the JSON context would hold it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum V<'a> {
+    /// Not in the context (a field of a null object): strict mode fails on it.
+    Missing,
+    Null,
+    Bool(bool),
+    Num(u64),
+    Str(&'a str),
+    Obj,
+}
+
+impl V<'_> {
+    /// Handlebars' truthiness (objects here are never empty).
+    fn truthy(self) -> Run<bool> {
+        Ok(match self {
+            V::Missing => return Err(GiveUp),
+            V::Null => false,
+            V::Bool(b) => b,
+            V::Num(n) => n != 0,
+            V::Str(s) => !s.is_empty(),
+            V::Obj => true,
+        })
+    }
+}
+
+/// The facts of one render, computed when first asked for.
+pub(crate) struct Facts<'a> {
+    n: &'a Notice,
+    brand: &'a Brand,
+    subject: &'a str,
+    body: &'a str,
+    carrier: OnceCell<Option<Cow<'a, str>>>,
+    amounts: OnceCell<(String, Option<String>)>,
+    dates: [OnceCell<Option<DateText>>; 7],
+}
+
+impl<'a> Facts<'a> {
+    pub(crate) fn text(n: &'a Notice, brand: &'a Brand) -> Facts<'a> {
+        Facts::layout(n, brand, "", "")
+    }
+
+    pub(crate) fn layout(n: &'a Notice, brand: &'a Brand, subject: &'a str, body: &'a str) -> Facts<'a> {
+        Facts {
+            n,
+            brand,
+            subject,
+            body,
+            carrier: OnceCell::new(),
+            amounts: OnceCell::new(),
+            dates: Default::default(),
+        }
+    }
+
+    fn tone(&self) -> Tone {
+        self.brand.tone
+    }
+
+    fn instant(&self, d: DateOf) -> Option<belofte_core::domain::Instant> {
+        let n = self.n;
+        match d {
+            DateOf::Original => Some(n.original),
+            DateOf::Previous => n.previous,
+            DateOf::New => n.new,
+            DateOf::Promise => Some(n.new.or(n.previous).unwrap_or(n.original)),
+            DateOf::NextUpdate => n.next_update_at,
+            DateOf::NextAttempt => n.next_attempt_at,
+            DateOf::Delivered => n.delivered_at,
+        }
+    }
+
+    fn date(&self, d: DateOf) -> Option<&DateText> {
+        self.dates[d as usize]
+            .get_or_init(|| self.instant(d).map(|t| DateText::new(self.n.lang, self.brand.time_zone, t)))
+            .as_ref()
+    }
+
+    fn voucher(&self) -> Option<(u32, Option<u32>)> {
+        match self.n.compensation_eur {
+            Some(eur) if eur > 0 => {
+                Some((eur, self.n.previous_compensation_eur.filter(|p| *p > 0 && *p < eur)))
+            }
+            _ => None,
+        }
+    }
+
+    fn amounts(&self) -> &(String, Option<String>) {
+        self.amounts.get_or_init(|| {
+            let lang = self.n.lang;
+            match self.voucher() {
+                Some((eur, previous)) => (words::euro(lang, eur), previous.map(|p| words::euro(lang, p))),
+                None => (String::new(), None),
+            }
+        })
+    }
+
+    fn get(&self, var: Var) -> V<'_> {
+        let n = self.n;
+        let b = self.brand;
+        let opt = |s: Option<&'a str>| s.map_or(V::Null, V::Str);
+        let first = n.items.first();
+        let more = n.items.len().saturating_sub(1);
+        match var {
+            Var::Kind => V::Str(n.kind.as_str()),
+            Var::Lang => V::Str(n.lang.as_str()),
+            Var::Tone => V::Str(self.tone().as_str()),
+            Var::Formal => V::Bool(self.tone() == Tone::Formal),
+            Var::Warm => V::Bool(self.tone() == Tone::Warm),
+            Var::Playful => V::Bool(self.tone() == Tone::Playful),
+            Var::OrderId => V::Str(&n.order_id),
+            Var::Brand | Var::Customer | Var::Items => V::Obj,
+            Var::BrandId => V::Str(&b.id),
+            Var::BrandName => V::Str(&b.display_name),
+            Var::BrandSupportUrl => V::Str(&b.support_url),
+            Var::BrandSupportSite => V::Str(super::support_site(&b.support_url)),
+            Var::BrandSupportPhone => opt(b.support_phone.as_deref()),
+            Var::CustomerName => V::Str(n.customer_name.trim()),
+            Var::CustomerFirstName => V::Str(words::first_name(&n.customer_name)),
+            Var::ItemsFirst => V::Str(first.map(|i| i.name.as_str()).unwrap_or("")),
+            Var::ItemsFirstQty => V::Num(first.map(|i| u64::from(i.qty)).unwrap_or(0)),
+            Var::ItemsFirstMany => V::Bool(first.map(|i| i.qty > 1).unwrap_or(false)),
+            Var::ItemsCount => V::Num(n.items.len() as u64),
+            Var::ItemsMore => V::Num(more as u64),
+            Var::ItemsMorePlural => V::Bool(more > 1),
+            Var::PromiseLabel => opt(n.promise_label.as_deref()),
+            Var::Carrier => match self.carrier.get_or_init(|| n.carrier.as_deref().map(super::carrier_name_cow)) {
+                Some(c) => V::Str(c),
+                None => V::Null,
+            },
+            Var::TrackingNumber => opt(n.tracking_number.as_deref()),
+            Var::Reason => opt(n.reason.map(|r| r.code())),
+            Var::Again => V::Bool(n.again),
+            Var::Date(d) => match self.instant(d) {
+                Some(_) => V::Obj,
+                None => V::Null,
+            },
+            Var::DateField(d, f) => match self.date(d) {
+                Some(t) => V::Str(match f {
+                    DateField::DayMonth => t.day_month(),
+                    DateField::Date => t.date(),
+                    DateField::Time => t.time(),
+                    DateField::At => t.at(),
+                }),
+                None => V::Missing,
+            },
+            Var::Voucher => match self.voucher() {
+                Some(_) => V::Obj,
+                None => V::Null,
+            },
+            Var::VoucherEur | Var::VoucherAmount | Var::VoucherRaised | Var::VoucherPreviousAmount => {
+                match self.voucher() {
+                    None => V::Missing,
+                    Some((eur, previous)) => match var {
+                        Var::VoucherEur => V::Num(u64::from(eur)),
+                        Var::VoucherRaised => V::Bool(previous.is_some()),
+                        Var::VoucherAmount => V::Str(&self.amounts().0),
+                        _ => self.amounts().1.as_deref().map_or(V::Null, V::Str),
+                    },
+                }
+            }
+            Var::Pickup => match n.pickup_point {
+                Some(_) => V::Obj,
+                None => V::Null,
+            },
+            Var::PickupName => n.pickup_point.as_ref().map_or(V::Missing, |p| V::Str(&p.name)),
+            Var::PickupAddress => n.pickup_point.as_ref().map_or(V::Missing, |p| V::Str(&p.address)),
+            Var::FailedAttempts => V::Num(u64::from(n.failed_attempts)),
+            Var::Subject => V::Str(self.subject),
+            Var::Body => V::Str(self.body),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Lit {
+    Null,
+    Bool(bool),
+    Num(u64),
+    Str(Box<str>),
+}
+
+#[derive(Debug, Clone)]
+enum Operand {
+    Var(Var),
+    Lit(Lit),
+}
+
+impl Operand {
+    fn value<'f>(&'f self, facts: &'f Facts<'_>) -> V<'f> {
+        match self {
+            Operand::Var(v) => facts.get(*v),
+            Operand::Lit(Lit::Null) => V::Null,
+            Operand::Lit(Lit::Bool(b)) => V::Bool(*b),
+            Operand::Lit(Lit::Num(n)) => V::Num(*n),
+            Operand::Lit(Lit::Str(s)) => V::Str(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Cond {
+    Truthy(Operand),
+    /// `(eq a b)` (`equal`) or `(ne a b)`.
+    Eq { a: Operand, b: Operand, equal: bool },
+}
+
+/// A phrase a `{{voice}}` or `{{reason}}` resolves to.
+#[derive(Debug, Clone)]
+enum PhraseRef {
+    Const(Box<str>),
+    Prog(usize),
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Raw(Box<str>),
+    Var { var: Var, escape: bool },
+    /// `{{t ...}}`: the words per tone index.
+    Tone(Box<[Box<str>; 3]>),
+    Trunc { value: Operand, max: usize },
+    /// `{{voice "key"}}` per `lang_index * 3 + tone_index` (None: no such phrase).
+    Voice(Box<[Option<PhraseRef>; 6]>),
+    /// `{{reason "key"}}` per `reason_slot(lang, reason)`, `[other]` already filled in.
+    Reason(Box<[Option<PhraseRef>]>),
+    If { cond: Cond, positive: bool, then: Vec<Node>, otherwise: Vec<Node> },
+}
+
+/// One compiled template.
+#[derive(Debug, Clone)]
+pub(crate) struct Prog(Vec<Node>);
+
+/// The helpers of the registries: a name-only `{{reason}}` calls the helper, not the variable.
+const HELPERS: [&str; 21] = [
+    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or", "not",
+    "len", "t", "trunc", "voice", "reason",
+];
+
+/// Translates compiled Handlebars templates; `None` for anything it does not know exactly.
+pub(crate) struct Compiler<'a> {
+    pub schema: Schema,
+    /// HTML-escape `{{x}}` (the layout registry does, the text registry does not).
+    pub escape: bool,
+    pub voice: &'a PhraseTable,
+    pub reasons: &'a PhraseTable,
+    /// Registered phrase template name → index in the phrase programs.
+    pub phrase_ids: &'a HashMap<String, usize>,
+}
+
+fn path_names(p: &Path) -> Option<Vec<&str>> {
+    match p {
+        Path::Relative((segs, _)) if !segs.is_empty() => segs
+            .iter()
+            .map(|s| match s {
+                PathSeg::Named(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+fn helper_name(p: &Parameter) -> Option<&str> {
+    match p {
+        Parameter::Name(n) => Some(n),
+        Parameter::Path(Path::Relative((_, raw))) => Some(raw),
+        _ => None,
+    }
+}
+
+fn str_lit(p: &Parameter) -> Option<&str> {
+    match p {
+        Parameter::Literal(Json::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+impl Compiler<'_> {
+    pub(crate) fn compile(&self, t: &Template) -> Option<Prog> {
+        self.elements(t).map(Prog)
+    }
+
+    fn elements(&self, t: &Template) -> Option<Vec<Node>> {
+        let mut out: Vec<Node> = Vec::with_capacity(t.elements.len());
+        for e in &t.elements {
+            let node = match e {
+                TemplateElement::RawString(s) => Node::Raw(s.as_str().into()),
+                TemplateElement::Comment(_) => continue,
+                TemplateElement::Expression(ht) => self.expression(ht, self.escape)?,
+                TemplateElement::HtmlExpression(ht) => self.expression(ht, false)?,
+                TemplateElement::HelperBlock(ht) => self.block(ht)?,
+                _ => return None,
+            };
+            // Adjacent text (a constant phrase, a tone word) is written in one go.
+            match (out.last_mut(), node) {
+                (_, Node::Raw(s)) if s.is_empty() => {}
+                (Some(Node::Raw(prev)), Node::Raw(s)) => *prev = format!("{prev}{s}").into(),
+                (_, node) => out.push(node),
+            }
+        }
+        Some(out)
+    }
+
+    fn var(&self, p: &Parameter) -> Option<Var> {
+        match p {
+            Parameter::Path(path) => Var::resolve(self.schema, &path_names(path)?),
+            _ => None,
+        }
+    }
+
+    fn operand(&self, p: &Parameter) -> Option<Operand> {
+        Some(match p {
+            Parameter::Path(_) => Operand::Var(self.var(p)?),
+            Parameter::Literal(j) => Operand::Lit(match j {
+                Json::Null => Lit::Null,
+                Json::Bool(b) => Lit::Bool(*b),
+                Json::Number(n) if n.is_u64() => Lit::Num(n.as_u64()?),
+                Json::String(s) => Lit::Str(s.as_str().into()),
+                _ => return None,
+            }),
+            _ => return None,
+        })
+    }
+
+    fn expression(&self, ht: &HelperTemplate, escape: bool) -> Option<Node> {
+        if ht.block || ht.block_param.is_some() || ht.template.is_some() || ht.inverse.is_some() {
+            return None;
+        }
+        let name = helper_name(&ht.name)?;
+        if ht.params.is_empty() && ht.hash.is_empty() {
+            if HELPERS.contains(&name) || !matches!(ht.name, Parameter::Path(_)) {
+                return None;
+            }
+            let var = self.var(&ht.name)?;
+            return (!var.is_object()).then_some(Node::Var { var, escape });
+        }
+        if !ht.hash.is_empty() || self.schema != Schema::Text {
+            return None;
+        }
+        match (name, ht.params.as_slice()) {
+            ("t", [informal, formal, rest @ ..]) if rest.len() <= 1 => {
+                let informal = str_lit(informal)?;
+                let formal = str_lit(formal)?;
+                let playful = match rest.first() {
+                    Some(p) => str_lit(p)?,
+                    None => informal,
+                };
+                let mut words: [Box<str>; 3] = Default::default();
+                words[tone_index(Tone::Formal)] = formal.into();
+                words[tone_index(Tone::Warm)] = informal.into();
+                words[tone_index(Tone::Playful)] = playful.into();
+                Some(Node::Tone(Box::new(words)))
+            }
+            ("trunc", [value, max]) => {
+                let value = self.operand(value)?;
+                if matches!(value, Operand::Var(v) if v.is_object()) {
+                    return None;
+                }
+                let max = match max {
+                    Parameter::Literal(j) => usize::try_from(j.as_u64()?).ok()?,
+                    _ => return None,
+                };
+                Some(Node::Trunc { value, max })
+            }
+            ("voice", [key]) => {
+                let slots = self.voice.get(str_lit(key)?);
+                let common = VOICE_SECTIONS.len() - 1;
+                let mut out: [Option<PhraseRef>; 6] = Default::default();
+                for lang in Lang::ALL {
+                    for tone in Tone::ALL {
+                        let phrase = slots.and_then(|s| {
+                            s[voice_slot(lang, tone_index(tone))].as_ref().or(s[voice_slot(lang, common)].as_ref())
+                        });
+                        out[lang_index(lang) * 3 + tone_index(tone)] = phrase.and_then(|p| self.phrase(p));
+                    }
+                }
+                Some(Node::Voice(Box::new(out)))
+            }
+            ("reason", [key]) => {
+                let slots = self.reasons.get(str_lit(key)?);
+                let mut out: Vec<Option<PhraseRef>> = vec![None; Lang::ALL.len() * Reason::ALL.len()];
+                for lang in Lang::ALL {
+                    for reason in Reason::ALL {
+                        let phrase = slots.and_then(|s| {
+                            s[reason_slot(lang, reason)].as_ref().or(s[reason_slot(lang, Reason::Other)].as_ref())
+                        });
+                        out[reason_slot(lang, reason)] = phrase.and_then(|p| self.phrase(p));
+                    }
+                }
+                Some(Node::Reason(out.into_boxed_slice()))
+            }
+            _ => None,
+        }
+    }
+
+    fn phrase(&self, p: &Phrase) -> Option<PhraseRef> {
+        match p {
+            Phrase::Const(s) => Some(PhraseRef::Const(s.as_str().into())),
+            Phrase::Template(name) => self.phrase_ids.get(name).map(|i| PhraseRef::Prog(*i)),
+        }
+    }
+
+    fn block(&self, ht: &HelperTemplate) -> Option<Node> {
+        let positive = match helper_name(&ht.name)? {
+            "if" => true,
+            "unless" => false,
+            _ => return None,
+        };
+        if !ht.block || ht.block_param.is_some() || !ht.hash.is_empty() || ht.params.len() != 1 {
+            return None;
+        }
+        let cond = match &ht.params[0] {
+            Parameter::Subexpression(sub) => {
+                let TemplateElement::Expression(e) = sub.element.as_ref() else { return None };
+                let equal = match helper_name(&e.name)? {
+                    "eq" => true,
+                    "ne" => false,
+                    _ => return None,
+                };
+                if !e.hash.is_empty() || e.block || e.template.is_some() || e.inverse.is_some() {
+                    return None;
+                }
+                let [a, b] = e.params.as_slice() else { return None };
+                let (a, b) = (self.operand(a)?, self.operand(b)?);
+                if [&a, &b].iter().any(|o| matches!(o, Operand::Var(v) if v.is_object())) {
+                    return None;
+                }
+                Cond::Eq { a, b, equal }
+            }
+            p => Cond::Truthy(self.operand(p)?),
+        };
+        let then = match &ht.template {
+            Some(t) => self.elements(t)?,
+            None => Vec::new(),
+        };
+        let otherwise = match &ht.inverse {
+            Some(t) => self.elements(t)?,
+            None => Vec::new(),
+        };
+        Some(Node::If { cond, positive, then, otherwise })
+    }
+}
+
+/// Everything a render runs with.
+pub(crate) struct Runner<'a> {
+    pub phrases: &'a [Option<Prog>],
+}
+
+impl Runner<'_> {
+    pub(crate) fn run(&self, prog: &Prog, facts: &Facts<'_>, out: &mut String) -> Run {
+        self.nodes(&prog.0, facts, out, 0)
+    }
+
+    fn nodes(&self, nodes: &[Node], facts: &Facts<'_>, out: &mut String, depth: usize) -> Run {
+        for node in nodes {
+            match node {
+                Node::Raw(s) => out.push_str(s),
+                Node::Var { var, escape } => match facts.get(*var) {
+                    V::Missing | V::Obj => return Err(GiveUp),
+                    V::Null => {}
+                    V::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+                    V::Num(n) => {
+                        let _ = write!(out, "{n}");
+                    }
+                    V::Str(s) if *escape => escape_html(s, out),
+                    V::Str(s) => out.push_str(s),
+                },
+                Node::Tone(words) => out.push_str(&words[tone_index(facts.tone())]),
+                Node::Trunc { value, max } => match value.value(facts) {
+                    V::Str(s) => out.push_str(&words::truncate(s, *max)),
+                    _ => return Err(GiveUp),
+                },
+                Node::Voice(slots) => {
+                    let i = lang_index(facts.n.lang) * 3 + tone_index(facts.tone());
+                    self.phrase(slots[i].as_ref(), facts, out, depth)?;
+                }
+                Node::Reason(slots) => {
+                    let reason = facts.n.reason.map(|r| Reason::from_code(r.code())).unwrap_or(Reason::Other);
+                    let slot = slots.get(reason_slot(facts.n.lang, reason)).and_then(Option::as_ref);
+                    self.phrase(slot, facts, out, depth)?;
+                }
+                Node::If { cond, positive, then, otherwise } => {
+                    let holds = match cond {
+                        Cond::Truthy(o) => o.value(facts).truthy()?,
+                        Cond::Eq { a, b, equal } => {
+                            let (a, b) = (a.value(facts), b.value(facts));
+                            if matches!(a, V::Missing | V::Obj) || matches!(b, V::Missing | V::Obj) {
+                                return Err(GiveUp);
+                            }
+                            (a == b) == *equal
+                        }
+                    };
+                    let branch = if holds == *positive { then } else { otherwise };
+                    self.nodes(branch, facts, out, depth)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn phrase(&self, p: Option<&PhraseRef>, facts: &Facts<'_>, out: &mut String, depth: usize) -> Run {
+        match p {
+            Some(PhraseRef::Const(s)) => out.push_str(s),
+            Some(PhraseRef::Prog(i)) if depth < 16 => match self.phrases.get(*i) {
+                Some(Some(prog)) => self.nodes(&prog.0, facts, out, depth + 1)?,
+                _ => return Err(GiveUp),
+            },
+            _ => return Err(GiveUp),
+        }
+        Ok(())
+    }
+}
+
+/// Handlebars' default HTML escape (the layout registry uses it).
+fn escape_html(s: &str, out: &mut String) {
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'&' => "&amp;",
+            b'\'' => "&#x27;",
+            b'`' => "&#x60;",
+            b'=' => "&#x3D;",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        out.push_str(entity);
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+}

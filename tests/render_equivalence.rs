@@ -1,0 +1,144 @@
+//! The fast render path writes exactly the bytes the Handlebars reference path writes: every
+//! kind × channel × language × tone, with notices that take every branch.
+mod render_support;
+
+use belofte_core::domain::{Channel, Item, Kind, Lang, PickupPoint, Reason};
+use belofte_core::notice::Notice;
+use belofte::render::Templates;
+use render_support::*;
+
+/// Notices that push every branch: dates or none, vouchers raised or not, a second slip,
+/// several items, long and odd names, every reason, unknown carriers ...
+fn variants(kind: Kind, lang: Lang, brand: &str) -> Vec<Notice> {
+    let base = in_lang(for_brand(notice(kind), brand), lang);
+    let mut out = vec![base.clone()];
+    let mut v = |f: &dyn Fn(&mut Notice)| {
+        let mut n = base.clone();
+        f(&mut n);
+        out.push(n);
+    };
+    v(&|n| {
+        n.new = None;
+        n.next_update_at = Some(at("2026-11-25T12:00:00+01:00"));
+    });
+    v(&|n| {
+        n.new = None;
+        n.next_update_at = None;
+        n.compensation_eur = None;
+    });
+    v(&|n| {
+        n.again = true;
+        n.compensation_eur = Some(10);
+        n.previous_compensation_eur = Some(5);
+    });
+    v(&|n| {
+        n.again = true;
+        n.compensation_eur = Some(5);
+        n.previous_compensation_eur = Some(10);
+        n.previous = Some(at("2026-11-22T22:00:00+01:00"));
+    });
+    v(&|n| {
+        n.compensation_eur = Some(0);
+        n.carrier = Some("DHL".to_string());
+        n.promise_label = Some("op de releasedag".to_string());
+    });
+    v(&|n| {
+        n.tracking_number = None;
+        n.carrier = Some("some-local-courier".to_string());
+        n.items.push(Item { sku: "X".into(), name: "USB-C lader".to_string(), qty: 2 });
+        n.items.push(Item { sku: "Y".into(), name: "Hoes".to_string(), qty: 1 });
+    });
+    v(&|n| {
+        n.carrier = None;
+        n.items = vec![Item { sku: "A".into(), name: "Printpapier A4 (2500 vel)".to_string(), qty: 3 }];
+        n.items.push(Item { sku: "B".into(), name: "Nietjes".to_string(), qty: 1 });
+    });
+    v(&|n| {
+        n.items.clear();
+        n.customer_name = "  Zoë   O'Brien-<b>Jansen</b> & \"co\" = `x` ".to_string();
+        n.order_id = "B-<1>&'2'".to_string();
+    });
+    v(&|n| {
+        n.customer_name = String::new();
+        n.reason = None;
+    });
+    v(&|n| {
+        n.customer_name = "Maximiliaan Alexander Zoë van den Heuvel-Oudshoorn".to_string();
+        n.order_id = "B-2026-1120-004711".to_string();
+        n.items = vec![
+            Item {
+                sku: "A".into(),
+                name: "Ergonomische bureaustoel Ergo Plus Deluxe met hoofdsteun (antraciet)".to_string(),
+                qty: 12,
+            },
+            Item { sku: "B".into(), name: "Printpapier".to_string(), qty: 1 },
+        ];
+        n.again = true;
+        n.new = Some(at("2026-09-30T22:00:00+02:00"));
+        n.compensation_eur = Some(20);
+        n.previous_compensation_eur = Some(10);
+        n.pickup_point = Some(PickupPoint {
+            name: "Primera Centrum Hoog Catharijne".to_string(),
+            address: "Godebaldkwartier 1045, 3511 DB Utrecht".to_string(),
+        });
+        n.next_attempt_at = Some(at("2026-09-30T09:00:00+02:00"));
+        n.delivered_at = Some(at("2026-09-30T14:00:00+02:00"));
+        n.failed_attempts = 2;
+    });
+    v(&|n| {
+        *n = with_pickup(n.clone());
+        n.new = None;
+        n.next_attempt_at = Some(at("2026-11-25T09:00:00+01:00"));
+        n.failed_attempts = 1;
+        n.delivered_at = Some(at("2026-11-24T14:12:00+01:00"));
+    });
+    v(&|n| {
+        n.new = None;
+        n.previous = None;
+        n.next_attempt_at = None;
+        n.pickup_point = None;
+        n.delivered_at = None;
+        n.next_update_at = Some(at("2026-03-29T01:30:00+01:00"));
+    });
+    for reason in Reason::ALL {
+        v(&|n| n.reason = Some(reason));
+        v(&|n| {
+            n.reason = Some(reason);
+            n.again = true;
+            n.new = None;
+            n.next_update_at = Some(at("2026-11-21T12:00:00+01:00"));
+        });
+    }
+    out
+}
+
+#[test]
+fn fast_path_writes_the_same_bytes_as_handlebars() {
+    let t = Templates::load(&templates_dir()).expect("shipped templates load");
+    let mut compared = 0;
+    for kind in Kind::CUSTOMER {
+        for lang in Lang::ALL {
+            for brand_id in ["lumen", "hofman", "pip"] {
+                let b = brand(brand_id);
+                for channel in [Channel::Email, Channel::Sms] {
+                    if !t.has(kind, channel, lang) {
+                        continue;
+                    }
+                    for n in variants(kind, lang, brand_id) {
+                        for with_html in [false, true] {
+                            let reference = t.render_reference(&n, &b, channel, with_html).expect("reference renders");
+                            let fast = t
+                                .render_fast(&n, &b, channel, with_html)
+                                .unwrap_or_else(|| panic!("the fast path renders {kind} {channel} {lang:?} {brand_id}"));
+                            assert_eq!(fast, reference, "{kind} {channel} {lang:?} {brand_id}: {n:?}");
+                            let public = if with_html { t.render(&n, &b, channel) } else { t.render_text(&n, &b, channel) };
+                            assert_eq!(public.expect("renders"), reference);
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
