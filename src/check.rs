@@ -78,6 +78,7 @@ pub fn lint(policy: &Policy, templates_dir: &Path) -> Vec<Problem> {
                             Ok(r) => {
                                 let ctx = Ctx { templates: &templates, notice: &notice, brand: &brand, channel, label };
                                 check_message(&ctx, &r, &mut report);
+                                same_on_both_paths(&ctx, &mut report);
                             }
                             Err(f) => {
                                 let key = format!("render {}", f.message);
@@ -439,6 +440,38 @@ impl Ctx<'_> {
     }
     fn key(&self, rule: &str) -> String {
         format!("{rule} {} {}", self.notice.lang.as_str(), self.brand.tone.as_str())
+    }
+}
+
+/// The compiled fast path must write exactly the bytes Handlebars writes, for every sample:
+/// ops edit the templates, and a difference of one byte is a bug to catch before a deploy.
+fn same_on_both_paths(ctx: &Ctx<'_>, report: &mut Report) {
+    let (t, n, b, c) = (ctx.templates, ctx.notice, ctx.brand, ctx.channel);
+    let (Some(fast), Ok(reference)) = (t.render_fast(n, b, c, true), t.render_reference(n, b, c, true)) else {
+        // Not compiled (the slow path renders it, counted as a fallback), or it fails on
+        // both paths alike (reported above).
+        return;
+    };
+    for (part, a, z) in [
+        ("subject", fast.subject.as_deref(), reference.subject.as_deref()),
+        ("text", Some(fast.text.as_str()), Some(reference.text.as_str())),
+        ("html", fast.html.as_deref(), reference.html.as_deref()),
+    ] {
+        if a != z {
+            let (a, z) = (a.unwrap_or(""), z.unwrap_or(""));
+            let at = a.bytes().zip(z.bytes()).position(|(x, y)| x != y).unwrap_or(a.len().min(z.len()));
+            report.add(
+                &ctx.file(ctx.part()),
+                None,
+                &ctx.key(&format!("fast path {part}")),
+                format!(
+                    "{}: the compiled fast path and Handlebars write different {part} from byte {at} ({:?} against {:?}); this is a bug in belofte's renderer, please report it",
+                    ctx.what(),
+                    a.get(at..).unwrap_or("").chars().take(30).collect::<String>(),
+                    z.get(at..).unwrap_or("").chars().take(30).collect::<String>()
+                ),
+            );
+        }
     }
 }
 

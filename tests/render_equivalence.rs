@@ -142,3 +142,38 @@ fn fast_path_writes_the_same_bytes_as_handlebars() {
     }
     assert!(compared > 1000, "{compared}");
 }
+
+/// A template the fast path does not compile still renders, through Handlebars, and is
+/// counted (the daemon serves the count as `belofte_render_fallbacks_total`).
+#[test]
+fn a_template_the_fast_path_does_not_compile_falls_back_and_is_counted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("templates");
+    copy(&templates_dir(), &dir);
+    let sms = dir.join("delayed/nl/sms.txt.hbs");
+    let src = std::fs::read_to_string(&sms).expect("read");
+    // `with` is a Handlebars block helper the fast path leaves alone.
+    std::fs::write(&sms, src.replacen("{{order_id}}", "{{#with customer}}{{first_name}}{{/with}} {{order_id}}", 1)).expect("write");
+    let t = Templates::load(&dir).expect("templates load");
+    let n = in_lang(for_brand(notice(Kind::Delayed), "lumen"), Lang::Nl);
+    let b = brand("lumen");
+    assert_eq!(t.fallbacks(), 0);
+    let r = t.render(&n, &b, Channel::Sms).expect("renders on the slow path");
+    assert!(r.text.contains("Daan B-"), "{}", r.text);
+    assert_eq!(t.fallbacks(), 1, "the fallback is counted");
+    t.render(&n, &b, Channel::Email).expect("email renders");
+    assert_eq!(t.fallbacks(), 1, "the email still takes the fast path");
+}
+
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}

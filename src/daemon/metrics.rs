@@ -27,6 +27,7 @@ const ZERO_AT_START: &[(&str, &[(&str, &str)])] = &[
     ("belofte_dead_letters_total", &[("why", "rejected")]),
     ("belofte_dead_letters_total", &[("why", "parked_too_long")]),
     ("belofte_render_failures_total", &[]),
+    ("belofte_render_fallbacks_total", &[]),
     ("belofte_callbacks_total", &[("source", "twilio"), ("result", "forbidden")]),
     ("belofte_unreachable_total", &[]),
 ];
@@ -48,6 +49,7 @@ impl Default for Metrics {
 const HELP: &[(&str, &str, &str)] = &[
     ("belofte_events_total", "counter", "Events consumed, by CloudEvents type and outcome (applied, duplicate, parked, ignored, rejected)."),
     ("belofte_dead_letters_total", "counter", "Events sent to the dead-letter topic, by why."),
+    ("belofte_render_fallbacks_total", "counter", "Messages the compiled fast path left to Handlebars (a template it does not compile): the same words, slower."),
     ("belofte_render_failures_total", "counter", "Decided messages that could not be rendered (not enqueued; the log names order, kind and channel)."),
     ("belofte_messages_enqueued_total", "counter", "Messages decided and committed to the outbox, by channel and kind."),
     ("belofte_sends_total", "counter", "Delivery attempts, by channel and result (sent, transient, permanent, unknown, auth_failed, suppressed)."),
@@ -92,6 +94,11 @@ impl Metrics {
 
     pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
         *lock(&self.counters).entry((name, labels(pairs))).or_default() += v;
+    }
+
+    /// A counter kept elsewhere (an atomic), read out at scrape time.
+    pub fn set_total(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
+        lock(&self.counters).insert((name, labels(pairs)), v);
     }
 
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {

@@ -159,6 +159,8 @@ pub struct Templates {
     fast_parts: HashMap<(Kind, Lang, Part), fast::Prog>,
     fast_phrases: Vec<Option<fast::Prog>>,
     fast_layout: Option<fast::Prog>,
+    /// Renders the fast path left to Handlebars.
+    fallbacks: std::sync::atomic::AtomicU64,
 }
 
 fn display(dir: &Path, rel: &str) -> String {
@@ -292,6 +294,7 @@ impl Templates {
             fast_parts,
             fast_phrases,
             fast_layout,
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -324,8 +327,17 @@ impl Templates {
     ) -> Result<Rendered, Failure> {
         match self.render_fast(notice, brand, channel, with_html) {
             Some(r) => Ok(r),
-            None => self.render_slow(notice, brand, channel, with_html),
+            None => {
+                self.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.render_slow(notice, brand, channel, with_html)
+            }
         }
+    }
+
+    /// Messages the fast path left to Handlebars since load (`belofte_render_fallbacks_total`):
+    /// a template using what the fast path does not compile, or a render that failed.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The slow path alone: Handlebars with a JSON context (the reference the fast path is
