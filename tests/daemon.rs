@@ -540,3 +540,13 @@ async fn an_event_from_a_clock_two_days_ahead_is_dead_lettered_and_the_next_real
     assert_eq!(running.shared.metrics.counter("belofte_events_total", &[("type", "warehouse.delayed"), ("outcome", "rejected")]), 1.0);
     running.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_postgres_url_is_refused_and_never_taken_for_a_file_name() {
+    let url = "postgres://belofte:secret@127.0.0.1:5432/belofte";
+    let refused = belofte::store::Store::open(url).await.err().expect("refused").to_string();
+    assert!(refused.contains("postgres:// is not supported") && refused.contains("sqlite://"), "{refused}");
+    assert!(!refused.contains("secret"), "the password is not repeated: {refused}");
+    // Before, the URL was taken for a path: a SQLite file `postgres:/belofte:secret@…`.
+    assert!(!std::path::Path::new("postgres:").exists(), "no file was created");
+}

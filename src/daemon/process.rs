@@ -31,7 +31,7 @@ pub async fn run(
     wake_dispatch: Arc<Notify>,
 ) -> Result<(), DaemonError> {
     let policy = &shared.settings.policy;
-    let mut world = World::new(policy);
+    let mut world = World::new(policy).tracking_changes();
     let snapshot = store.load().await?;
     let restored = snapshot.orders.len();
     for key in snapshot.seen {

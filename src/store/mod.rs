@@ -41,9 +41,12 @@ pub enum StoreError {
     #[error("stored {what} is corrupt: {message}")]
     Corrupt { what: String, message: String },
     #[error(
-        "another belofte instance is already using {path} (SQLite is single-instance: stop the other one, or use PostgreSQL to run several)"
+        "another belofte instance is already using {path} (SQLite is single-instance: stop the other one; several instances need PostgreSQL, which this version does not support yet)"
     )]
     Locked { path: String },
+    /// A URL of a database this build cannot use: refused, never taken for a file name.
+    #[error("database.url: {scheme}:// is not supported; this version stores its state in SQLite (database.url = \"sqlite://PATH\"). PostgreSQL, for several instances, is not built yet")]
+    Unsupported { scheme: String },
     #[error("{0}")]
     Io(String),
 }
@@ -156,6 +159,12 @@ impl Store {
     }
 
     async fn open_with(url: &str, exclusive: bool) -> Result<Store, StoreError> {
+        // Only the scheme is named: the rest of a URL may hold a password.
+        if let Some((scheme, _)) = url.split_once("://") {
+            if scheme != "sqlite" {
+                return Err(StoreError::Unsupported { scheme: scheme.chars().take(20).collect() });
+            }
+        }
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         let memory = path == ":memory:" || path.is_empty();
         let lock = if memory || !exclusive { None } else { Some(lock_beside(Path::new(path))?) };

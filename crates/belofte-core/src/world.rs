@@ -78,6 +78,8 @@ pub struct World<'p> {
     /// What the call under way did; handed to the caller when it returns.
     fx: Effects,
     trace: Trace,
+    /// Fill `Effects::changed` (the daemon persists those orders; simulate needs none).
+    track_changes: bool,
 }
 
 /// What one call of the world did: what the caller must act on and, for the daemon,
@@ -88,7 +90,7 @@ pub struct Effects {
     pub decisions: Vec<Decision>,
     /// Events given up on (parked too long, or refused when released).
     pub dead_letters: Vec<DeadLetter>,
-    /// Orders whose state changed (an id may repeat).
+    /// Orders whose state changed (an id may repeat), with `World::tracking_changes`.
     pub changed: Vec<Name>,
     /// Parked events added: event key, event, expiry.
     pub parked_added: Vec<(u128, Event, Instant)>,
@@ -147,7 +149,14 @@ impl<'p> World<'p> {
             seq: 0,
             fx: Effects::default(),
             trace: Trace::default(),
+            track_changes: false,
         }
+    }
+
+    /// Report the orders each call changed, in `Effects::changed`: the daemon writes those.
+    pub fn tracking_changes(mut self) -> Self {
+        self.track_changes = true;
+        self
     }
 
     /// Record the trace of every step (`trace.md`) in the effects of each call.
@@ -181,6 +190,9 @@ impl<'p> World<'p> {
     }
 
     fn touch(&mut self, slot: u32) {
+        if !self.track_changes {
+            return;
+        }
         if let Some(o) = self.orders.get(slot) {
             self.fx.changed.push(o.order_id.clone());
         }

@@ -261,20 +261,22 @@ impl<'p> Engine<'p> {
 
     /// Schedule a notice if the state now calls for one (or keep the pending one, updated).
     fn consider(&self, state: &mut OrderState, trigger: Trigger, cause: &str, now: Instant, coalesce: bool, trace: &mut Trace) {
-        let assessment = self.assess(state);
-        let wants = match trigger {
-            Trigger::DeliveryFailed | Trigger::UpdateDue | Trigger::Followup | Trigger::ShipByPassed => true,
-            _ => match assessment {
-                Assessment::Holds => trigger == Trigger::Shipped && state.told == Some(Kind::AtRisk),
-                Assessment::StillUnknown => trigger == Trigger::Backorder && state.told != Some(Kind::Backorder),
-                Assessment::Breaks(_) | Assessment::NewDate(_) => true,
-            },
+        // Assessed only where it decides (it converts times to the brand's zone).
+        let assessment = match trigger {
+            Trigger::DeliveryFailed | Trigger::UpdateDue | Trigger::Followup | Trigger::ShipByPassed => None,
+            _ => Some(self.assess(state)),
+        };
+        let wants = match &assessment {
+            None => true,
+            Some(Assessment::Holds) => trigger == Trigger::Shipped && state.told == Some(Kind::AtRisk),
+            Some(Assessment::StillUnknown) => trigger == Trigger::Backorder && state.told != Some(Kind::Backorder),
+            Some(Assessment::Breaks(_) | Assessment::NewDate(_)) => true,
         };
         let from_fact = matches!(
             trigger,
             Trigger::Delay | Trigger::Backorder | Trigger::Shipped | Trigger::DeliveryFailed
         );
-        let tz = self.tz(state);
+        let tz = |brand: &str| self.policy.brands.get(brand).map_or(chrono_tz::UTC, |b| b.time_zone);
         match &mut state.pending {
             Some(p) => {
                 // A failed delivery is news of its own: a later fact in the window does not
@@ -287,8 +289,8 @@ impl<'p> Engine<'p> {
                 }
                 let due = p.due;
                 trace.record(|| {
-                    Step::silence(&state.order_id, now, tz, cause, Silence::Coalesced, "Folded into the notice already pending; it tells the latest state.".into())
-                        .on(None, Some(due))
+                    let detail = "Folded into the notice already pending; it tells the latest state.".into();
+                    Step::silence(&state.order_id, now, tz(&state.brand), cause, Silence::Coalesced, detail).on(None, Some(due))
                 });
             }
             None if wants => {
@@ -296,8 +298,8 @@ impl<'p> Engine<'p> {
                 state.pending = Some(Pending { due: now + window, trigger, cause: cause.to_string() });
             }
             None => {
-                if from_fact {
-                    trace.record(|| self.why_quiet(state, &assessment, cause, now, tz));
+                if let (true, Some(assessment)) = (from_fact, &assessment) {
+                    trace.record(|| self.why_quiet(state, assessment, cause, now, tz(&state.brand)));
                 }
             }
         }
