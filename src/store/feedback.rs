@@ -154,7 +154,7 @@ impl Store {
             if rows.is_empty() {
                 return Ok(filled);
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write_tx().await?;
             for r in &rows {
                 let id: i64 = r.get(0);
                 let key: String = r.get(1);
@@ -180,7 +180,7 @@ impl Store {
         event: &ProviderEvent,
         then: &Consequence,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let moved = sqlx::query("UPDATE outbox SET provider_status = ?3 WHERE id = ?1 AND provider_status IS ?2")
             .bind(outbox_id)
             .bind(expected)
@@ -200,7 +200,7 @@ impl Store {
     /// status. A final status (`bounced`, `complained`) is never replaced by a `delayed` or
     /// `delivered` that comes after it. `false` when it was recorded before.
     pub async fn record_report(&self, outbox_id: i64, event: &ProviderEvent, then: &Consequence) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if !insert_event(&mut tx, outbox_id, event).await? {
             return Ok(false);
         }

@@ -144,6 +144,14 @@ pub struct Store {
 }
 
 impl Store {
+    /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at the start: a
+    /// deferred transaction that reads first and then writes cannot wait for the lock (the
+    /// busy timeout does not cover that upgrade) and fails with "database is locked" when
+    /// the dispatcher and the processor write at once.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Open (creating and migrating) the database at a `sqlite://` URL or a plain path.
     /// Takes an exclusive lock beside the file: a second instance is refused at once.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
@@ -242,7 +250,7 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt { what: "parked event".into(), message: e.to_string() })?;
             parked.push((key.to_be_bytes().to_vec(), json, ts(*expires)));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in orders.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO orders (order_id, state, open, updated_at) ");
             q.push_values(chunk, |mut row, (id, json, open)| {
@@ -309,7 +317,7 @@ impl Store {
     /// A claimed row is `sending` until settled; rows left `sending` by a crash are handed
     /// out again by `recover`.
     pub async fn claim(&self, channel: &str, now: Instant, limit: i64) -> Result<Vec<Claimed>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let rows = sqlx::query(
             "SELECT id, notification_key, order_id, kind, channel, recipient, line, attempts, status FROM outbox
              WHERE channel = ?1 AND status IN ('pending', 'unknown') AND next_attempt_at <= ?2
@@ -367,7 +375,7 @@ impl Store {
             return Ok(());
         }
         let now_s = ts(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut attempts: Vec<(i64, &'static str, Option<String>)> = Vec::with_capacity(done.len());
         let sent: Vec<(i64, Option<&String>)> = done
             .iter()
