@@ -537,15 +537,7 @@ async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Res
             for d in decisions.decisions.into_iter().filter(|d| d.channel == channel) {
                 let line = render_line(policy, &templates, &d, true).map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
                 latest = latest.max(d.send_at);
-                batch.messages.push(NewMessage {
-                    notification_key: d.notification_key(),
-                    order_id: d.order_id.clone(),
-                    kind: d.kind.as_str().to_string(),
-                    channel: d.channel.as_str().to_string(),
-                    recipient: d.to.clone(),
-                    send_at: d.send_at,
-                    line: serde_json::to_string(&line)?,
-                });
+                batch.messages.push(NewMessage::of(&d, d.notification_key(), serde_json::to_string(&line)?));
             }
         }
     }

@@ -239,15 +239,7 @@ fn message(shared: &Shared, d: &Decision) -> Result<NewMessage, String> {
         Channel::Email | Channel::Sms => {
             let line = render_line(policy, &shared.templates, d, true).map_err(|e| e.to_string())?;
             let line = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-            Ok(NewMessage {
-                notification_key: d.notification_key(),
-                order_id: d.order_id.clone(),
-                kind: d.kind.as_str().to_string(),
-                channel: d.channel.as_str().to_string(),
-                recipient: d.to.clone(),
-                send_at: d.send_at,
-                line,
-            })
+            Ok(NewMessage::of(d, d.notification_key(), line))
         }
         Channel::Event => event_message(shared, d, &d.notification_key()),
     }
@@ -270,13 +262,5 @@ pub(super) fn event_message(shared: &Shared, d: &Decision, key: &str) -> Result<
         "data": data,
     }))
     .map_err(|e| e.to_string())?;
-    Ok(NewMessage {
-        notification_key: key.to_string(),
-        order_id: d.order_id.clone(),
-        kind: d.kind.as_str().to_string(),
-        channel: d.channel.as_str().to_string(),
-        recipient: d.to.clone(),
-        send_at: d.send_at,
-        line,
-    })
+    Ok(NewMessage::of(d, key.to_string(), line))
 }

@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use belofte_core::domain::{Channel, Instant};
-use belofte_core::engine::{OrderState, Status};
+use belofte_core::engine::{Decision, OrderState, Status};
 use belofte_core::event::Event;
 
 mod feedback;
@@ -85,6 +85,21 @@ pub struct NewMessage {
     pub send_at: Instant,
     /// The rendered line (`render::Line` as JSON, with the HTML part).
     pub line: String,
+}
+
+impl NewMessage {
+    /// The outbox row of a decision, under `key`, with its rendered `line`.
+    pub fn of(d: &Decision, key: String, line: String) -> NewMessage {
+        NewMessage {
+            notification_key: key,
+            order_id: d.order_id.clone(),
+            kind: d.kind.as_str().to_string(),
+            channel: d.channel.as_str().to_string(),
+            recipient: d.to.clone(),
+            send_at: d.send_at,
+            line,
+        }
+    }
 }
 
 /// What one transaction writes.

@@ -80,6 +80,11 @@ impl<'p> Engine<'p> {
         let method = self.policy.method(&state.shipping.method);
         let at = event.time;
         let cause = event.id.as_str();
+        // A warehouse's expected ship (or restock, or recovery) time, as an estimate.
+        let after_shipping = |t: &Option<Instant>| match t {
+            Some(t) => Estimate::Date(calendar::promise_after_shipping(self.policy, tz, method, *t)),
+            None => Estimate::Unknown,
+        };
         // The estimate a fact brings, adopted unless a newer fact already gave one.
         let mut adopt = |state: &mut OrderState, estimate: Estimate, carrier: bool| -> Adopt {
             let adopted = set_estimate(state, estimate, at, carrier);
@@ -125,10 +130,7 @@ impl<'p> Engine<'p> {
                 if state.status != Status::Open || state.shipped_at.is_some_and(|s| at < s) {
                     return EventOutcome::Ignored;
                 }
-                let estimate = match expected_ship_at {
-                    Some(t) => Estimate::Date(calendar::promise_after_shipping(self.policy, tz, method, *t)),
-                    None => Estimate::Unknown,
-                };
+                let estimate = after_shipping(expected_ship_at);
                 if let Some(outcome) = adopt(state, estimate, false).refused() {
                     return outcome;
                 }
@@ -139,10 +141,7 @@ impl<'p> Engine<'p> {
                 if state.status != Status::Open {
                     return EventOutcome::Ignored;
                 }
-                let estimate = match expected_restock_at {
-                    Some(t) => Estimate::Date(calendar::promise_after_shipping(self.policy, tz, method, *t)),
-                    None => Estimate::Unknown,
-                };
+                let estimate = after_shipping(expected_restock_at);
                 if let Some(outcome) = adopt(state, estimate, false).refused() {
                     return outcome;
                 }
@@ -150,10 +149,7 @@ impl<'p> Engine<'p> {
                 Trigger::Backorder
             }
             Fact::WarehouseIncident { reason, expected_recovery_at, .. } => {
-                let estimate = match expected_recovery_at {
-                    Some(t) => Estimate::Date(calendar::promise_after_shipping(self.policy, tz, method, *t)),
-                    None => Estimate::Unknown,
-                };
+                let estimate = after_shipping(expected_recovery_at);
                 if let Some(outcome) = adopt(state, estimate, false).refused() {
                     return outcome;
                 }
