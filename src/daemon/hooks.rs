@@ -64,18 +64,7 @@ pub async fn serve(
         .route(TWILIO_STATUS_PATH, post(twilio_status).layer(DefaultBodyLimit::max(MAX_CALLBACK_BYTES)))
         .route("/hooks/bounce", post(bounce).layer(DefaultBodyLimit::max(MAX_BOUNCE_HTTP_BYTES)))
         .with_state(hooks);
-    let mut stop = shutdown;
-    let handle = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "public http server stopped");
-        }
-    });
-    Ok((addr, handle))
+    Ok((addr, super::http::serve_until_shutdown(listener, router, shutdown, "public http server stopped")))
 }
 
 /// `a=1&b=2` as decoded pairs (`+` is a space), in order; never fails.

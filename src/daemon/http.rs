@@ -40,18 +40,26 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/orders/{id}/timeline", get(timeline))
         .with_state(app);
-    let mut stop = shutdown;
-    let handle = tokio::spawn(async move {
+    Ok((addr, serve_until_shutdown(listener, router, shutdown, "http server stopped")))
+}
+
+/// Serve `router` on `listener` until `shutdown` turns true (both listeners end this way).
+pub(super) fn serve_until_shutdown(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    stopped: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
+                let _ = shutdown.wait_for(|s| *s).await;
             })
             .await;
         if let Err(e) = served {
-            tracing::warn!(error = %e, "http server stopped");
+            tracing::warn!(error = %e, "{stopped}");
         }
-    });
-    Ok((addr, handle))
+    })
 }
 
 async fn readiness(app: &App) -> Vec<&'static str> {
