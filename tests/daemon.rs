@@ -18,7 +18,7 @@ use serde_json::Value;
 use testkit::smtp::{DataAnswer, SmtpHandle, SmtpScript, SmtpServer};
 use testkit::twilio::{TwilioAnswer, TwilioDouble, TwilioHandle};
 
-const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
+const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -20,7 +20,7 @@ use serde_json::Value;
 use testkit::smtp::{DataAnswer, SmtpHandle, SmtpScript, SmtpServer};
 use testkit::twilio::{TwilioDouble, TwilioHandle};
 
-const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
+const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
 const AUTH_TOKEN: &str = "token-secret";
 const ACCOUNT: &str = "ACtest";
 /// Where Twilio reaches the public listener (a TLS proxy in front of it, in production).

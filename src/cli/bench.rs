@@ -34,7 +34,7 @@ use testkit::smtp::{SmtpScript, SmtpServer};
 use testkit::twilio::TwilioDouble;
 use testkit::TempDir;
 
-const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
+const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
 const EVENT_TOPICS: [&str; 3] = ["orders", "warehouse", "carrier"];
 /// Partitions per topic on the embedded broker: at least the demo's 3, and enough that no
 /// partition of a pre-loaded topic passes 2 MB. librdkafka's mock broker keeps only the

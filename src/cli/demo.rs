@@ -24,7 +24,7 @@ use belofte::kafka::mock::EmbeddedBroker;
 use belofte::render::Templates;
 use belofte::settings::Settings;
 
-const TOPICS: [&str; 5] = ["orders", "warehouse", "carrier", "belofte.dead-letter", "belofte.actions"];
+const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
 
 /// One event to publish: when, where, with which key.
 struct Planned {

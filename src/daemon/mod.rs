@@ -14,7 +14,9 @@ pub mod feedback;
 pub mod hooks;
 pub mod http;
 pub mod metrics;
+mod owned;
 pub mod process;
+mod route;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -168,11 +170,18 @@ impl Running {
             }
             _ => (None, None),
         };
+        let topology = route::Topology {
+            by_order: cfg.kafka.by_order_topic.clone(),
+            order_keyed: cfg.kafka.order_keyed_topics.clone(),
+            partitions: 0,
+            instance: instance_name(&cfg),
+        };
         let processor = tokio::spawn(process::run(
             Arc::clone(&shared),
             Arc::clone(&ingest),
             Arc::clone(&producers),
             Arc::clone(&store),
+            topology,
             rx.clone(),
             Arc::clone(&wake),
         ));
@@ -288,6 +297,16 @@ impl Running {
             }
         }
     }
+}
+
+/// How this instance is named where instances meet (the store's partition owners): its
+/// static group member name when it has one, else host and process id.
+fn instance_name(cfg: &DaemonConfig) -> String {
+    if !cfg.kafka.group_instance_id.is_empty() {
+        return cfg.kafka.group_instance_id.clone();
+    }
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".to_string());
+    format!("{host}/{}", std::process::id())
 }
 
 /// Closing a Kafka consumer blocks (it leaves the group); not on a runtime thread.

@@ -1,6 +1,6 @@
 //! The consumer group that feeds the engine.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
@@ -23,6 +23,17 @@ use super::{KafkaConfig, KafkaError, Record};
 pub struct Ingest {
     consumer: StreamConsumer<IngestContext>,
     observed: Arc<Observed>,
+    rebalances: Arc<Mutex<Vec<Rebalanced>>>,
+}
+
+/// A change of this member's assignment, as the processor must act on it: drop the state
+/// of revoked partitions, load that of assigned ones. In the order they happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalanced {
+    /// Taken away. The stored offsets of these partitions were committed before the revoke
+    /// returned (or could not be, when the assignment was lost: the new owner replays).
+    Revoked(Vec<(String, i32)>),
+    Assigned(Vec<(String, i32)>),
 }
 
 impl Ingest {
@@ -33,7 +44,12 @@ impl Ingest {
             ("group.id", cfg.group_id.as_str()),
             // Incremental rebalances: a joining or leaving instance only moves the partitions
             // that change owner; the others keep flowing.
-            ("partition.assignment.strategy", "cooperative-sticky"),
+            // The range assignor gives partition `p` of every subscribed topic with the same
+            // partition count to the same member: an order's events on `orders`,
+            // `warehouse` and the by-order topic all reach the one instance that owns it
+            // (ownership by partition, see daemon::owned). Cooperative-sticky does not
+            // keep co-partitioned topics together.
+            ("partition.assignment.strategy", "range"),
             // The daemon stores an offset only after the database transaction holding the
             // event's effects has committed ...
             ("enable.auto.offset.store", "false"),
@@ -49,18 +65,33 @@ impl Ingest {
         }
         let config = cfg.client_config(&own);
         let observed = Arc::new(Observed::new("ingest"));
+        let rebalances = Arc::new(Mutex::new(Vec::new()));
         let context = IngestContext {
             observed: Arc::clone(&observed),
+            rebalances: Arc::clone(&rebalances),
         };
         let consumer: StreamConsumer<IngestContext> =
             StreamConsumer::from_config_and_context(&config, context)
                 .map_err(|e| KafkaError::new("creating the consumer", e))?;
-        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        let mut topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        if !topics.contains(&cfg.by_order_topic.as_str()) {
+            topics.push(cfg.by_order_topic.as_str());
+        }
         consumer
             .subscribe(&topics)
             .map_err(|e| KafkaError::new(format!("subscribing to {topics:?}"), e))?;
         tracing::info!(group = %cfg.group_id, topics = ?cfg.topics, brokers = %cfg.brokers, "kafka consumer subscribed");
-        Ok(Ingest { consumer, observed })
+        Ok(Ingest { consumer, observed, rebalances })
+    }
+
+    /// The assignment changes since the last call, oldest first. They happen inside `recv`:
+    /// a record `recv` returned before a revoke of its partition must not be processed (the
+    /// partition's new owner replays it from the committed offset).
+    pub fn take_rebalances(&self) -> Vec<Rebalanced> {
+        match self.rebalances.lock() {
+            Ok(mut queue) => std::mem::take(&mut *queue),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
     }
 
     /// The next record. Transient trouble (brokers unreachable, a topic that does not exist
@@ -150,6 +181,17 @@ impl Ingest {
         self.observed.is_healthy()
     }
 
+    /// How many partitions `topic` has, from the brokers' metadata. Blocks (up to
+    /// `timeout`): call it off the runtime's threads.
+    pub fn partition_count(&self, topic: &str, timeout: std::time::Duration) -> Result<i32, KafkaError> {
+        let meta = self
+            .consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| KafkaError::new(format!("reading the metadata of topic {topic}"), e))?;
+        let count = meta.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
     /// How many partitions this member holds now (the demo waits for its first ones).
     pub fn assigned_partitions(&self) -> usize {
         self.consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0)
@@ -162,6 +204,20 @@ fn nothing_to_commit(e: &RdKafkaError) -> bool {
 
 pub(crate) struct IngestContext {
     observed: Arc<Observed>,
+    rebalances: Arc<Mutex<Vec<Rebalanced>>>,
+}
+
+impl IngestContext {
+    fn tell(&self, change: Rebalanced) {
+        match self.rebalances.lock() {
+            Ok(mut queue) => queue.push(change),
+            Err(poisoned) => poisoned.into_inner().push(change),
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }
 
 impl ClientContext for IngestContext {
@@ -187,6 +243,7 @@ impl ConsumerContext for IngestContext {
             // here nothing is in flight: every stored offset is final and every record past it
             // was not processed. Committing now (synchronously, before librdkafka gives the
             // partitions up) means the new owner neither skips nor replays processed records.
+            self.tell(Rebalanced::Revoked(partitions_of(revoked)));
             if consumer.assignment_lost() {
                 // The group already moved on (session timeout); a commit would be rejected
                 // and the new owner replays from the last commit, which dedup absorbs.
@@ -217,6 +274,7 @@ impl ConsumerContext for IngestContext {
                 tracing::debug!(assignment = %now, "kafka rebalance: no partitions added")
             }
             Rebalance::Assign(added) => {
+                self.tell(Rebalanced::Assigned(partitions_of(added)));
                 tracing::info!(added = %describe(added), assignment = %now, "kafka partitions assigned")
             }
             Rebalance::Revoke(removed) => {

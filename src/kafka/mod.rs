@@ -16,7 +16,7 @@ use std::fmt;
 use rdkafka::config::ClientConfig;
 use serde::Deserialize;
 
-pub use ingest::Ingest;
+pub use ingest::{Ingest, Rebalanced};
 pub use producers::Producers;
 
 /// The `[kafka]` section of the configuration.
@@ -33,6 +33,14 @@ pub struct KafkaConfig {
     pub group_instance_id: String,
     /// The event topics to consume.
     pub topics: Vec<String>,
+    /// The consumed topics whose record key is the order id (`orders`, `warehouse`): their
+    /// partition `p` belongs to the owner of partition `p` of `by_order_topic`, so they
+    /// must have its partition count (checked at start-up).
+    pub order_keyed_topics: Vec<String>,
+    /// The internal topic keyed by order id: carrier events (keyed by tracking number) are
+    /// forwarded to their order's partition here, and every incident to each partition.
+    /// Its partitions are the unit of ownership between instances.
+    pub by_order_topic: String,
     /// Where undecodable or rejected events go, with the reason in headers.
     pub dead_letter_topic: String,
     /// Where escalation and compensation CloudEvents go.
@@ -53,6 +61,8 @@ impl Default for KafkaConfig {
                 "warehouse".to_string(),
                 "carrier".to_string(),
             ],
+            order_keyed_topics: vec!["orders".to_string(), "warehouse".to_string()],
+            by_order_topic: "belofte.by-order".to_string(),
             dead_letter_topic: "belofte.dead-letter".to_string(),
             actions_topic: "belofte.actions".to_string(),
             properties: BTreeMap::new(),

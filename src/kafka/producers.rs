@@ -1,5 +1,6 @@
 //! What belofte writes to Kafka: rejected events to the dead-letter topic, escalation and
-//! compensation CloudEvents to the actions topic.
+//! compensation CloudEvents to the actions topic, events forwarded to their owner on the
+//! by-order topic.
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub struct Producers {
     producer: FutureProducer<ProducerObserver>,
     dead_letter_topic: String,
     actions_topic: String,
+    by_order_topic: String,
 }
 
 impl Producers {
@@ -41,6 +43,7 @@ impl Producers {
             producer,
             dead_letter_topic: cfg.dead_letter_topic.clone(),
             actions_topic: cfg.actions_topic.clone(),
+            by_order_topic: cfg.by_order_topic.clone(),
         })
     }
 
@@ -89,6 +92,34 @@ impl Producers {
                     e,
                 )
             })
+    }
+
+    /// Forwards an event to partition `partition` of the by-order topic, as it came (the
+    /// same CloudEvent, so its owner drops a second copy by `source` + `id`), keyed by the
+    /// order id where one is known; waits for the broker's acknowledgement, so that the
+    /// caller stores the source offset only once the owner is sure to get it.
+    pub async fn forward(&self, partition: i32, key: Option<&str>, payload: &[u8], why: &str) -> Result<(), KafkaError> {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "content-type",
+                value: Some(CLOUDEVENTS_CONTENT_TYPE),
+            })
+            .insert(Header {
+                key: "belofte-forwarded",
+                value: Some(why),
+            });
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.by_order_topic)
+            .partition(partition)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, QUEUE_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| KafkaError::new(format!("forwarding to {}[{partition}]", self.by_order_topic), e))
     }
 
     /// Produces one CloudEvent (structured mode) to the actions topic, keyed by order id so

@@ -18,8 +18,10 @@ use belofte_core::engine::{Decision, OrderState, Status};
 use belofte_core::event::Event;
 
 mod feedback;
+mod partitions;
 
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
+pub use partitions::Unrouted;
 
 /// The channel of a stored `channel` column (`email`, `sms`, `event`); `None` for anything
 /// else (a row of a channel this build does not serve).
@@ -47,6 +49,10 @@ pub enum StoreError {
     /// A URL of a database this build cannot use: refused, never taken for a file name.
     #[error("database.url: {scheme}:// is not supported; this version stores its state in SQLite (database.url = \"sqlite://PATH\"). PostgreSQL, for several instances, is not built yet")]
     Unsupported { scheme: String },
+    /// Another instance took a partition over since this one did: this one was presumed
+    /// dead by the consumer group and must not write that partition's state any more.
+    #[error("partition {part} was taken over by {owner} (epoch {epoch}; ours was {ours}): this instance was presumed dead by the consumer group")]
+    Fenced { part: i32, owner: String, epoch: i64, ours: i64 },
     #[error("{0}")]
     Io(String),
 }
@@ -66,7 +72,7 @@ fn parse_ts(s: &str) -> Result<Instant, StoreError> {
         .map_err(|e| StoreError::Corrupt { what: "timestamp".into(), message: format!("{s:?}: {e}") })
 }
 
-/// Everything kept, read back at start-up.
+/// What is kept of one partition, read back when it is assigned.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub orders: Vec<OrderState>,
@@ -102,13 +108,23 @@ impl NewMessage {
     }
 }
 
-/// What one transaction writes.
+/// What one transaction writes. Rows of orders, seen ids and parked events carry the
+/// partition they belong to.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub orders: Vec<OrderState>,
-    pub seen: Vec<u128>,
-    pub parked_added: Vec<(u128, Event, Instant)>,
+    pub orders: Vec<(i32, OrderState)>,
+    pub seen: Vec<(i32, u128)>,
+    pub parked_added: Vec<(i32, u128, Event, Instant)>,
     pub parked_removed: Vec<u128>,
+    /// Tracking numbers shipped: number, order id, partition.
+    pub tracking: Vec<(String, String, i32)>,
+    /// Carrier events kept for a tracking number no order has shipped with yet.
+    pub unrouted_added: Vec<(u128, String, Event, Instant)>,
+    /// Kept carrier events routed or given up.
+    pub unrouted_removed: Vec<u128>,
+    /// The partitions this batch writes, with the epoch they were taken over with: the
+    /// commit fails with `StoreError::Fenced` if another instance has taken one over since.
+    pub fences: Vec<(i32, i64)>,
     pub messages: Vec<NewMessage>,
     /// Per notification key of `messages`: the notice number and the decision as JSON
     /// (customer rows; a fallback is rendered from it). Rows without an entry have neither.
@@ -121,6 +137,9 @@ impl Batch {
             && self.seen.is_empty()
             && self.parked_added.is_empty()
             && self.parked_removed.is_empty()
+            && self.tracking.is_empty()
+            && self.unrouted_added.is_empty()
+            && self.unrouted_removed.is_empty()
             && self.messages.is_empty()
     }
 }
@@ -219,29 +238,6 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    pub async fn load(&self) -> Result<Snapshot, StoreError> {
-        let mut snap = Snapshot::default();
-        for row in sqlx::query("SELECT order_id, state FROM orders").fetch_all(&self.pool).await? {
-            let id: String = row.get(0);
-            let json: String = row.get(1);
-            let state = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt { what: format!("order {id}"), message: e.to_string() })?;
-            snap.orders.push(state);
-        }
-        for row in sqlx::query("SELECT event_key FROM seen_events").fetch_all(&self.pool).await? {
-            let key: Vec<u8> = row.get(0);
-            snap.seen.push(key_from_bytes(&key)?);
-        }
-        for row in sqlx::query("SELECT event, expires_at FROM parked").fetch_all(&self.pool).await? {
-            let json: String = row.get(0);
-            let expires: String = row.get(1);
-            let event = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt { what: "parked event".into(), message: e.to_string() })?;
-            snap.parked.push((event, parse_ts(&expires)?));
-        }
-        Ok(snap)
-    }
-
     /// Write one batch atomically: states, seen ids, parked changes, outbox rows.
     ///
     /// Rows go in as multi-row statements: each statement is a round trip to sqlx's SQLite
@@ -253,54 +249,79 @@ impl Store {
         }
         let now_s = ts(now);
         let mut orders = Vec::with_capacity(batch.orders.len());
-        for o in &batch.orders {
+        for (part, o) in &batch.orders {
             let json = serde_json::to_string(o)
                 .map_err(|e| StoreError::Corrupt { what: format!("order {}", o.order_id), message: e.to_string() })?;
             let open = matches!(o.status, Status::Open | Status::Shipped) || o.next_wakeup().is_some();
-            orders.push((o.order_id.to_string(), json, open));
+            orders.push((o.order_id.to_string(), json, open, *part));
         }
         let mut parked = Vec::with_capacity(batch.parked_added.len());
-        for (key, event, expires) in &batch.parked_added {
+        for (part, key, event, expires) in &batch.parked_added {
             let json = serde_json::to_string(event)
                 .map_err(|e| StoreError::Corrupt { what: "parked event".into(), message: e.to_string() })?;
-            parked.push((key.to_be_bytes().to_vec(), json, ts(*expires)));
+            parked.push((key.to_be_bytes().to_vec(), json, ts(*expires), *part));
+        }
+        let mut unrouted = Vec::with_capacity(batch.unrouted_added.len());
+        for (key, number, event, expires) in &batch.unrouted_added {
+            let json = serde_json::to_string(event)
+                .map_err(|e| StoreError::Corrupt { what: "unrouted event".into(), message: e.to_string() })?;
+            unrouted.push((key.to_be_bytes().to_vec(), number.clone(), json, ts(*expires)));
         }
         let mut tx = self.write_tx().await?;
+        for &(part, ours) in &batch.fences {
+            let row = sqlx::query("SELECT owner, epoch FROM partition_owners WHERE part = ?1").bind(part).fetch_optional(&mut *tx).await?;
+            if let Some(row) = row {
+                let epoch: i64 = row.get(1);
+                if epoch != ours {
+                    return Err(StoreError::Fenced { part, owner: row.get(0), epoch, ours });
+                }
+            }
+        }
         for chunk in orders.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO orders (order_id, state, open, updated_at) ");
-            q.push_values(chunk, |mut row, (id, json, open)| {
-                row.push_bind(id.clone()).push_bind(json.clone()).push_bind(*open).push_bind(now_s.clone());
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO orders (order_id, state, open, updated_at, part) ");
+            q.push_values(chunk, |mut row, (id, json, open, part)| {
+                row.push_bind(id.clone()).push_bind(json.clone()).push_bind(*open).push_bind(now_s.clone()).push_bind(*part);
             });
             q.push(
-                " ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, open = excluded.open, updated_at = excluded.updated_at",
+                " ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, open = excluded.open, updated_at = excluded.updated_at, part = excluded.part",
             );
             q.build().execute(&mut *tx).await?;
         }
         for chunk in batch.seen.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO seen_events (event_key, seen_at) ");
-            q.push_values(chunk, |mut row, key| {
-                row.push_bind(key.to_be_bytes().to_vec()).push_bind(now_s.clone());
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO seen_events (event_key, seen_at, part) ");
+            q.push_values(chunk, |mut row, (part, key)| {
+                row.push_bind(key.to_be_bytes().to_vec()).push_bind(now_s.clone()).push_bind(*part);
             });
             q.push(" ON CONFLICT DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
         for chunk in parked.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO parked (event_key, event, expires_at) ");
-            q.push_values(chunk, |mut row, (key, json, expires)| {
-                row.push_bind(key.clone()).push_bind(json.clone()).push_bind(expires.clone());
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO parked (event_key, event, expires_at, part) ");
+            q.push_values(chunk, |mut row, (key, json, expires, part)| {
+                row.push_bind(key.clone()).push_bind(json.clone()).push_bind(expires.clone()).push_bind(*part);
             });
             q.push(" ON CONFLICT DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
-        for chunk in batch.parked_removed.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM parked WHERE event_key IN (");
-            let mut keys = q.separated(", ");
-            for key in chunk {
-                keys.push_bind(key.to_be_bytes().to_vec());
-            }
-            q.push(")");
+        delete_keys(&mut tx, "parked", &batch.parked_removed).await?;
+        for chunk in batch.tracking.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO tracking (tracking_number, order_id, part) ");
+            q.push_values(chunk, |mut row, (number, order, part)| {
+                row.push_bind(number.clone()).push_bind(order.clone()).push_bind(*part);
+            });
+            // A number shipped again belongs to the latest order, as in the engine.
+            q.push(" ON CONFLICT (tracking_number) DO UPDATE SET order_id = excluded.order_id, part = excluded.part");
             q.build().execute(&mut *tx).await?;
         }
+        for chunk in unrouted.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO unrouted (event_key, tracking_number, event, expires_at) ");
+            q.push_values(chunk, |mut row, (key, number, json, expires)| {
+                row.push_bind(key.clone()).push_bind(number.clone()).push_bind(json.clone()).push_bind(expires.clone());
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        delete_keys(&mut tx, "unrouted", &batch.unrouted_removed).await?;
         for chunk in batch.messages.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at, message_ref, seq, decision) ",
@@ -580,6 +601,20 @@ pub struct OutboxView {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+}
+
+/// Delete rows of `table` (one of ours, keyed by `event_key`) by key.
+async fn delete_keys(tx: &mut sqlx::Transaction<'static, Sqlite>, table: &'static str, keys: &[u128]) -> Result<(), StoreError> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE event_key IN ("));
+        let mut list = q.separated(", ");
+        for key in chunk {
+            list.push_bind(key.to_be_bytes().to_vec());
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 fn key_from_bytes(b: &[u8]) -> Result<u128, StoreError> {

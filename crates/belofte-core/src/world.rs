@@ -202,6 +202,12 @@ impl<'p> World<'p> {
         self.find_order(id).and_then(|i| self.orders.get(i))
     }
 
+    /// Whether an order here shipped with tracking number `number` (the daemon routes
+    /// carrier events to the world that knows their parcel).
+    pub fn knows_tracking(&self, number: &str) -> bool {
+        self.find_tracking(number).is_some()
+    }
+
     pub fn order_count(&self) -> usize {
         self.orders.len()
     }
