@@ -59,6 +59,19 @@ enum Command {
         #[arg(long)]
         templates: Option<PathBuf>,
     },
+    /// A Kafka for development: the embedded broker on a fixed address with every configured
+    /// topic created, until Ctrl-C. Point `kafka.brokers` of one or several `belofte run` at it.
+    Broker {
+        /// Where clients bootstrap (`kafka.brokers`).
+        #[arg(long, default_value = cli::broker::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Partitions of every topic.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: i32,
+        /// Configuration folder: the topics are those of its `[kafka]` section.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Show the product working with nothing installed: an embedded broker, the daemon, the
     /// stories of the scenarios played in fast motion, email and SMS captured to files.
     Demo {
@@ -215,6 +228,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let running = belofte::daemon::Running::start(settings, templates, cfg, Default::default()).await?;
                 running.until_signal().await
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Broker { listen, partitions, config } => {
+            let settings = settings::load(&settings::config_dir(config.as_deref())).context("configuration")?;
+            let cfg = belofte::daemon::DaemonConfig::from_settings(&settings)?;
+            belofte::daemon::init_logging(&cfg.log);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(cli::broker::run(listen, partitions, &cfg.kafka))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { out, scenarios, speed, config } => {

@@ -1,7 +1,6 @@
 //! The daemon against real protocol peers on loopback: an embedded Kafka broker
 //! (librdkafka's mock cluster), an SMTP server, an HTTP double of Twilio, and SQLite files.
 
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use belofte::render::line::Line;
 use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
+use belofte::kafka::KafkaConfig;
 use belofte::render::Templates;
 use belofte::settings::{self, Settings};
 use belofte::simulate::Simulation;
@@ -18,7 +18,6 @@ use serde_json::Value;
 use testkit::smtp::{DataAnswer, SmtpHandle, SmtpScript, SmtpServer};
 use testkit::twilio::{TwilioAnswer, TwilioDouble, TwilioHandle};
 
-const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,7 +72,7 @@ fn config(broker: &EmbeddedBroker, db: &Path, peers: &Peers, group: &str) -> Dae
 
 fn broker() -> EmbeddedBroker {
     let b = EmbeddedBroker::start(3).expect("embedded broker");
-    b.create_topics(&TOPICS).expect("topics");
+    b.create_topics(&KafkaConfig::default().all_topics()).expect("topics");
     b
 }
 

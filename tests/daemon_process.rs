@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use belofte::kafka::mock::EmbeddedBroker;
+use belofte::kafka::KafkaConfig;
 use testkit::smtp::{SmtpScript, SmtpServer};
 use testkit::twilio::TwilioDouble;
 
@@ -59,7 +60,7 @@ async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_delivers_every_message_once() {
     let broker = EmbeddedBroker::start(3).expect("broker");
-    broker.create_topics(&["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"]).expect("topics");
+    broker.create_topics(&KafkaConfig::default().all_topics()).expect("topics");
     let (smtp_addr, smtp) = SmtpServer::start(SmtpScript::accept_all()).await;
     let (twilio_url, twilio) = TwilioDouble::start([]).await;
     let dir = tempfile::tempdir().expect("tempdir");

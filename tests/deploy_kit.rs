@@ -10,6 +10,7 @@ use std::time::Duration;
 use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
 use belofte::daemon::{Clock, DaemonConfig, Metrics, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
+use belofte::kafka::KafkaConfig;
 use belofte::render::Templates;
 use belofte::settings;
 use belofte::store::{Batch, NewMessage};
@@ -229,7 +230,7 @@ fn message(key: &str, channel: &str, send_at: DateTime<Utc>) -> NewMessage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_the_outbox_age_and_the_last_event_time() {
     let broker = EmbeddedBroker::start(1).expect("embedded broker");
-    broker.create_topics(&["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"]).expect("topics");
+    broker.create_topics(&KafkaConfig::default().all_topics()).expect("topics");
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = settings::load(&root().join("config")).expect("config loads");
     let templates = Templates::load(&root().join("templates")).expect("templates load");

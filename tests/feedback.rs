@@ -11,6 +11,7 @@ use belofte::channels::{SmtpConfig, Tls, TwilioConfig};
 use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
+use belofte::kafka::KafkaConfig;
 use belofte::render::Templates;
 use belofte::settings::{self, Settings};
 use belofte::store::OutboxView;
@@ -20,7 +21,6 @@ use serde_json::Value;
 use testkit::smtp::{DataAnswer, SmtpHandle, SmtpScript, SmtpServer};
 use testkit::twilio::{TwilioDouble, TwilioHandle};
 
-const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
 const AUTH_TOKEN: &str = "token-secret";
 const ACCOUNT: &str = "ACtest";
 /// Where Twilio reaches the public listener (a TLS proxy in front of it, in production).
@@ -72,7 +72,7 @@ async fn world(group: &str, only: Option<Channel>, smtp: SmtpScript) -> World {
 
 async fn world_with(group: &str, settings: Settings, smtp: SmtpScript, clock: Option<Clock>) -> World {
     let broker = EmbeddedBroker::start(1).expect("embedded broker");
-    broker.create_topics(&TOPICS).expect("topics");
+    broker.create_topics(&KafkaConfig::default().all_topics()).expect("topics");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("belofte.db");
     let (smtp_addr, smtp) = SmtpServer::start(smtp).await;

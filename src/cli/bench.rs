@@ -26,6 +26,7 @@ use belofte_core::world::World;
 use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running, Shared};
 use belofte::kafka::mock::EmbeddedBroker;
+use belofte::kafka::KafkaConfig;
 use belofte::render::Templates;
 use belofte::settings::{self, Settings};
 use belofte::simulate::Simulation;
@@ -34,7 +35,6 @@ use testkit::smtp::{SmtpScript, SmtpServer};
 use testkit::twilio::TwilioDouble;
 use testkit::TempDir;
 
-const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
 const EVENT_TOPICS: [&str; 3] = ["orders", "warehouse", "carrier"];
 /// Partitions per topic on the embedded broker: at least the demo's 3, and enough that no
 /// partition of a pre-loaded topic passes 2 MB. librdkafka's mock broker keeps only the
@@ -234,7 +234,7 @@ fn retained(bootstrap: &str) -> Result<i64> {
 
 fn broker(partitions: i32) -> Result<EmbeddedBroker> {
     let broker = EmbeddedBroker::start(partitions).context("embedded Kafka broker")?;
-    broker.create_topics(&TOPICS).context("topics")?;
+    broker.create_topics(&KafkaConfig::default().all_topics()).context("topics")?;
     Ok(broker)
 }
 

@@ -24,8 +24,6 @@ use belofte::kafka::mock::EmbeddedBroker;
 use belofte::render::Templates;
 use belofte::settings::Settings;
 
-const TOPICS: [&str; 6] = ["orders", "warehouse", "carrier", "belofte.by-order", "belofte.dead-letter", "belofte.actions"];
-
 /// One event to publish: when, where, with which key.
 struct Planned {
     at: Instant,
@@ -133,9 +131,9 @@ pub async fn run(settings: Settings, templates: Templates, out: Option<PathBuf>,
     eprintln!("  speed:    {speed:.0}× ({:.0} s for {} days of stories)", (end - start).num_seconds() as f64 / speed, (end - start).num_days());
 
     let broker = EmbeddedBroker::start(3).context("embedded Kafka broker")?;
-    broker.create_topics(&TOPICS).context("topics")?;
 
     let mut cfg = DaemonConfig::default();
+    broker.create_topics(&cfg.kafka.all_topics()).context("topics")?;
     cfg.kafka.brokers = broker.bootstrap();
     cfg.kafka.group_id = "belofte-demo".into();
     // Fast motion: a broker wait of 500 ms would be hours of story time.

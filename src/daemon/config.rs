@@ -268,6 +268,12 @@ impl DaemonConfig {
     /// key to fix and what is wrong with it. `Running::start` checks the same.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.email.verp()?;
+        if let Some(topic) = self.kafka.order_keyed_topics.iter().find(|t| !self.kafka.topics.contains(t)) {
+            return Err((
+                "kafka.order_keyed_topics",
+                format!("{topic:?} is not one of kafka.topics {:?}: only a consumed topic can be keyed by order", self.kafka.topics),
+            ));
+        }
         if self.http.public_listen.is_some() {
             let Some(base) = &self.http.public_base_url else {
                 return Err(("http.public_base_url", "is required with http.public_listen: Twilio signs the URL it calls".into()));
@@ -318,6 +324,15 @@ mod tests {
         assert_eq!(cfg.http.twilio_status_url().as_deref(), Some("https://hooks.example/hooks/twilio/status"));
         cfg.sms.twilio.status_callback = Some("https://elsewhere.example/cb".into());
         assert_eq!(cfg.validate().map_err(|e| e.0), Err("sms.twilio.status_callback"));
+    }
+
+    #[test]
+    fn an_order_keyed_topic_must_be_consumed() {
+        let mut cfg = DaemonConfig::default();
+        cfg.kafka.topics = vec!["orders".into(), "carrier".into()];
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("kafka.order_keyed_topics"), "warehouse is not consumed");
+        cfg.kafka.order_keyed_topics = vec!["orders".into()];
+        assert!(cfg.validate().is_ok());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use belofte_core::domain::Channel;
 
 use crate::channels::{EmailBackend, FileMailer, FileSms, MemoryMailer, MemorySms, SmsBackend, SmtpMailer, TwilioClient};
+use crate::kafka::topology::{self, TopologyError};
 use crate::kafka::{Ingest, KafkaError, Producers};
 use crate::render::Templates;
 use crate::settings::Settings;
@@ -44,6 +45,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
     #[error("{0}")]
     Setup(String),
 }
@@ -108,7 +111,8 @@ fn sms_backend(cfg: &DaemonConfig) -> Result<SmsBackend, DaemonError> {
 }
 
 impl Running {
-    /// Start every task. Templates are linted first: a broken one stops start-up here.
+    /// Start every task. Templates are linted first: a broken one stops start-up here, as do
+    /// Kafka topics that are not co-partitioned (`kafka::topology`).
     pub async fn start(settings: Settings, templates: Templates, cfg: DaemonConfig, overrides: Overrides) -> Result<Running, DaemonError> {
         cfg.validate().map_err(|(key, problem)| DaemonError::Setup(format!("{key}: {problem}")))?;
         let verp = cfg.email.verp().map_err(|(key, problem)| DaemonError::Setup(format!("{key}: {problem}")))?;
@@ -118,6 +122,9 @@ impl Running {
             v.encode(&belofte_feedback::message_ref("check/at/start/email/0"))
                 .map_err(|e| DaemonError::Setup(format!("email.bounce_address: {e}")))?;
         }
+        // Before anything is touched: topics that cannot carry ownership by partition stop us.
+        let partitions = topology::check_copartitioned(&cfg.kafka).await?;
+        tracing::info!(partitions, topics = ?cfg.kafka.order_keyed_topics, by_order = %cfg.kafka.by_order_topic, "kafka topics are co-partitioned");
         let store = Arc::new(Store::open(&cfg.database.url).await?);
         let shared = Arc::new(Shared {
             settings,
@@ -271,22 +278,8 @@ impl Running {
 
     /// Run until SIGTERM/SIGINT or a fatal error.
     pub async fn until_signal(mut self) -> Result<(), DaemonError> {
-        let signal = async {
-            #[cfg(unix)]
-            {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        };
         tokio::select! {
-            _ = signal => {
+            _ = stop_signal() => {
                 tracing::info!("signal received: stopping");
                 self.shutdown().await
             }
@@ -307,6 +300,23 @@ fn instance_name(cfg: &DaemonConfig) -> String {
     }
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".to_string());
     format!("{host}/{}", std::process::id())
+}
+
+/// Returns at the first SIGTERM or SIGINT (Ctrl-C): how `belofte run` and `belofte broker`
+/// are asked to stop.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Closing a Kafka consumer blocks (it leaves the group); not on a runtime thread.

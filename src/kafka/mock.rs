@@ -85,6 +85,9 @@ impl EmbeddedBroker {
             .set("bootstrap.servers", &broker.bootstrap)
             // One record at a time, acknowledged before `produce` returns: no batching delay.
             .set("linger.ms", "0")
+            // Keys land where the shop's Java producers and belofte's own put them
+            // (`producers`): an order id on one partition number in every topic.
+            .set("partitioner", "murmur2_random")
             .set(
                 "message.timeout.ms",
                 PRODUCE_TIMEOUT.as_millis().to_string(),
@@ -105,15 +108,20 @@ impl EmbeddedBroker {
     /// Creates each topic with the partition count given to `start`.
     pub fn create_topics(&self, topics: &[&str]) -> Result<(), KafkaError> {
         for topic in topics {
-            self.command(format!("creating topic {topic}"), |reply| {
-                Command::CreateTopic {
-                    name: (*topic).to_string(),
-                    partitions: self.partitions,
-                    reply,
-                }
-            })?;
+            self.create_topic(topic, self.partitions)?;
         }
         Ok(())
+    }
+
+    /// Creates one topic with its own partition count (a cluster whose topics differ).
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+        self.command(format!("creating topic {topic}"), |reply| {
+            Command::CreateTopic {
+                name: topic.to_string(),
+                partitions,
+                reply,
+            }
+        })
     }
 
     /// Takes the broker down (`true`: connections are cut and refused) or brings it back.

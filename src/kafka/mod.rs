@@ -9,6 +9,7 @@ mod ingest;
 pub mod mock;
 mod observe;
 mod producers;
+pub mod topology;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,18 +34,19 @@ pub struct KafkaConfig {
     pub group_instance_id: String,
     /// The event topics to consume.
     pub topics: Vec<String>,
-    /// The consumed topics whose record key is the order id (`orders`, `warehouse`): their
-    /// partition `p` belongs to the owner of partition `p` of `by_order_topic`, so they
-    /// must have its partition count (checked at start-up).
-    pub order_keyed_topics: Vec<String>,
-    /// The internal topic keyed by order id: carrier events (keyed by tracking number) are
-    /// forwarded to their order's partition here, and every incident to each partition.
-    /// Its partitions are the unit of ownership between instances.
-    pub by_order_topic: String,
     /// Where undecodable or rejected events go, with the reason in headers.
     pub dead_letter_topic: String,
     /// Where escalation and compensation CloudEvents go.
     pub actions_topic: String,
+    /// The internal topic keyed by order id to which events keyed otherwise (a carrier's
+    /// tracking number, an incident) are forwarded, so they reach the instance that owns the
+    /// order's partition (the pattern of Kafka Streams' repartition topics). Its partitions
+    /// are the unit of ownership between instances.
+    pub by_order_topic: String,
+    /// The consumed topics whose record key is the order id. With `by_order_topic` they must
+    /// have one partition count (checked at start-up, [`topology`]): an order's events then
+    /// land on the same partition number everywhere, and one instance owns them all.
+    pub order_keyed_topics: Vec<String>,
     /// Any librdkafka setting (`security.protocol`, `sasl.*`, …), applied after belofte's own,
     /// so an operator can override everything.
     pub properties: BTreeMap<String, String>,
@@ -61,16 +63,29 @@ impl Default for KafkaConfig {
                 "warehouse".to_string(),
                 "carrier".to_string(),
             ],
-            order_keyed_topics: vec!["orders".to_string(), "warehouse".to_string()],
-            by_order_topic: "belofte.by-order".to_string(),
             dead_letter_topic: "belofte.dead-letter".to_string(),
             actions_topic: "belofte.actions".to_string(),
+            by_order_topic: "belofte.by-order".to_string(),
+            order_keyed_topics: vec!["orders".to_string(), "warehouse".to_string()],
             properties: BTreeMap::new(),
         }
     }
 }
 
 impl KafkaConfig {
+    /// Every topic belofte reads or writes: the consumed ones, the by-order topic, the
+    /// dead-letter and actions topics, each once. What a development broker must create.
+    pub fn all_topics(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = Vec::new();
+        let named = [&self.by_order_topic, &self.dead_letter_topic, &self.actions_topic];
+        for topic in self.topics.iter().chain(named) {
+            if !all.contains(&topic.as_str()) {
+                all.push(topic);
+            }
+        }
+        all
+    }
+
     /// Base settings, then belofte's settings for this client, then the operator's properties.
     fn client_config(&self, own: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -170,6 +185,18 @@ mod tests {
         assert_eq!(cfg.brokers, "kafka-1:9093,kafka-2:9093");
         assert_eq!(cfg.group_id, "belofte");
         assert_eq!(cfg.topics, ["orders", "warehouse", "carrier"]);
+        assert_eq!(cfg.order_keyed_topics, ["orders", "warehouse"]);
+        assert_eq!(
+            cfg.all_topics(),
+            [
+                "orders",
+                "warehouse",
+                "carrier",
+                "belofte.by-order",
+                "belofte.dead-letter",
+                "belofte.actions"
+            ]
+        );
         assert_eq!(cfg.properties["security.protocol"], "SASL_SSL");
         assert!(toml::from_str::<KafkaConfig>("group = \"typo\"").is_err());
     }

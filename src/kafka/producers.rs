@@ -18,7 +18,7 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// CloudEvents Kafka binding, structured mode: the record value is the whole event.
 const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
 
-/// One idempotent producer for both topics.
+/// One idempotent producer for every topic belofte writes, partitioning keys as Java does.
 pub struct Producers {
     producer: FutureProducer<ProducerObserver>,
     dead_letter_topic: String,
@@ -33,6 +33,12 @@ impl Producers {
             // record counts as written only when every in-sync replica has it.
             ("enable.idempotence", "true"),
             ("acks", "all"),
+            // The Java client's partitioner (murmur2 of the key; no key: random), instead of
+            // librdkafka's CRC32 default. Records belofte keys by order id (forwarded to
+            // `by_order_topic`, actions) must land on the partition number the shop's own
+            // Java and Kafka Streams producers give that order id in the order-keyed topics:
+            // ownership by partition depends on it. This one producer writes every topic.
+            ("partitioner", "murmur2_random"),
         ]);
         let context = ProducerObserver {
             observed: Observed::new("producer"),

@@ -127,6 +127,9 @@ def produce(planned, bootstrap, timeout):
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            # The Java client's partitioner, as belofte's own producer uses: an order id
+            # lands on the same partition number in every topic (librdkafka's default differs).
+            "partitioner": "murmur2_random",
         }
     )
     for _, topic, key, payload in planned:
