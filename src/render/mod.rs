@@ -13,6 +13,7 @@
 mod fast;
 pub mod line;
 mod helpers;
+mod syntax;
 pub(crate) mod words;
 
 use std::borrow::Cow;
@@ -274,14 +275,15 @@ impl Templates {
             reasons: &reasons,
             phrase_ids: &phrase_ids,
         };
-        let fast_phrases: Vec<Option<fast::Prog>> =
-            phrase_names.iter().map(|n| text.get_template(n).and_then(|t| compiler.compile(t))).collect();
-        let fast_parts = parts
-            .iter()
-            .filter_map(|(key, name)| Some((*key, compiler.compile(text.get_template(name)?)?)))
-            .collect();
+        // From the sources Handlebars compiled above (so they are valid Handlebars).
+        let compile = |compiler: &fast::Compiler<'_>, name: &str| {
+            sources.get(name).and_then(|src: &Source| compiler.compile(&src.text))
+        };
+        let fast_phrases: Vec<Option<fast::Prog>> = phrase_names.iter().map(|n| compile(&compiler, n)).collect();
+        let fast_parts =
+            parts.iter().filter_map(|(key, name)| Some((*key, compile(&compiler, name)?))).collect();
         let layout_compiler = fast::Compiler { schema: fast::Schema::Layout, escape: true, ..compiler };
-        let fast_layout = html.get_template(LAYOUT_FILE).and_then(|t| layout_compiler.compile(t));
+        let fast_layout = compile(&layout_compiler, LAYOUT_FILE);
 
         Ok(Templates {
             text,
