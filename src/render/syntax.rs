@@ -670,3 +670,144 @@ fn value_or_call(inner: Inner, triple: bool, tilde: Tilde) -> Tag {
         Inner::Call(call) => Tag::Call { call, tilde },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree written out with `yes` true, `no` false and `name` "Ann"; and Handlebars,
+    /// given the same source and facts, must write the very same bytes.
+    fn render(src: &str) -> String {
+        fn walk(elements: &[Element], out: &mut String) {
+            for e in elements {
+                match e {
+                    Element::Text(s) => out.push_str(s),
+                    Element::Comment => {}
+                    Element::Value { path, .. } => out.push_str(if path == &["name"] { "Ann" } else { "?" }),
+                    Element::Call(call) => panic!("no helpers here: {call:?}"),
+                    Element::Block { call, then, otherwise } => {
+                        let holds = call.args == [Arg::Path(vec!["yes".to_string()])];
+                        let positive = call.helper == "if";
+                        walk(if holds == positive { then } else { otherwise }, out);
+                    }
+                }
+            }
+        }
+        let tree = parse(src).unwrap_or_else(|_| panic!("{src:?} is in the subset"));
+        let mut ours = String::new();
+        walk(&tree, &mut ours);
+        let facts = serde_json::json!({ "yes": true, "no": false, "name": "Ann" });
+        let theirs = handlebars::Handlebars::new().render_template(src, &facts).expect("handlebars renders");
+        assert_eq!(ours, theirs, "{src:?}");
+        ours
+    }
+
+    #[test]
+    fn a_block_tag_alone_on_its_line_takes_the_whole_line_with_it() {
+        assert_eq!(render("a\n  {{#if yes}}  \nb\n\t{{/if}}\nc"), "a\nb\nc");
+        assert_eq!(render("a\r\n{{#if yes}}\r\nb\r\n{{/if}}\r\nc"), "a\r\nb\r\nc");
+        assert_eq!(render("{{#unless no}}\nfirst line\n{{/unless}}\n"), "first line\n");
+    }
+
+    #[test]
+    fn a_block_tag_among_words_leaves_the_line_alone() {
+        assert_eq!(render("a {{#if yes}}b{{/if}} c\n"), "a b c\n");
+        assert_eq!(render("a\n{{#if yes}}b\n{{/if}}c"), "a\nb\nc");
+        assert_eq!(render("x {{#if no}}\ny\n{{/if}}\nz"), "x z");
+    }
+
+    #[test]
+    fn else_and_else_if_alone_on_their_lines_go_too() {
+        assert_eq!(render("{{#if no}}\nx\n{{else}}\ny\n{{/if}}\n"), "y\n");
+        assert_eq!(render("{{#if no}}\nx\n  {{else if yes}}  \ny\n{{^}}\nz\n{{/if}}"), "y\n");
+        assert_eq!(render("{{#if no}}x{{else unless no}}y{{else}}z{{/if}}"), "y");
+    }
+
+    #[test]
+    fn the_end_of_the_template_counts_as_a_line_break() {
+        assert_eq!(render("a\n{{#if yes}}\nb\n{{/if}}"), "a\nb\n");
+        assert_eq!(render("a\n{{#if yes}}\nb\n{{/if}}\n"), "a\nb\n");
+        // Spaces without a line break after the last tag are no empty line: they stay.
+        assert_eq!(render("a\n{{#if yes}}\nb\n{{/if}}   "), "a\nb\n   ");
+    }
+
+    #[test]
+    fn a_comment_alone_on_its_line_takes_the_line_and_inline_it_writes_nothing() {
+        assert_eq!(render("a\n  {{! a note }}\nb"), "a\nb");
+        assert_eq!(render("a {{!-- it may hold }} --}} b"), "a  b");
+        assert_eq!(render("a {{!--}} b"), "a  b");
+    }
+
+    #[test]
+    fn a_tilde_trims_every_whitespace_on_its_side() {
+        assert_eq!(render("a  \n {{~name~}} \n\t b"), "aAnnb");
+        assert_eq!(render("{{#if yes~}}\n  b  {{~/if}}!"), "b!");
+        assert_eq!(render("{{#if no}}x{{~else~}}   y{{/if}}"), "y");
+    }
+
+    #[test]
+    fn the_trim_after_a_tilde_runs_on_past_a_comment_as_in_handlebars() {
+        assert_eq!(render("{{name~}} x {{! c }} y"), "Annx y");
+        // The line removal of a standalone tag waits for the next text, past an expression.
+        assert_eq!(render("{{#if yes~}}\n{{name}} x{{/if}}"), "Annx");
+    }
+
+    #[test]
+    fn a_backslash_escapes_braces() {
+        assert_eq!(render("\\{{name}} is {{name}}"), "{{name}} is Ann");
+        assert_eq!(render("\\\\{{name}}"), "\\Ann");
+        assert_eq!(render("a \\ b"), "a \\ b");
+    }
+
+    #[test]
+    fn whitespace_inside_tags_means_nothing() {
+        assert_eq!(render("{{ name }} {{{ name }}} {{# if  yes }}y{{ / if }}"), "Ann Ann y");
+    }
+
+    #[test]
+    fn helper_arguments_are_read_as_handlebars_reads_them() {
+        let call = |src: &str| match parse(src) {
+            Ok(tree) => match tree.as_slice() {
+                [Element::Call(call)] => call.clone(),
+                other => panic!("{other:?}"),
+            },
+            Err(_) => panic!("{src:?} is in the subset"),
+        };
+        let s = |s: &str| Arg::Literal(Literal::Str(s.to_string()));
+        assert_eq!(call(r#"{{t "je" 'u'}}"#).args, [s("je"), s("u")]);
+        assert_eq!(call(r#"{{t "a \"b\"\n" 'it''s'}}"#).args, [s("a \"b\"\n"), s("it"), s("s")]);
+        assert_eq!(call(r#"{{t 'say "hi"' 'it\'s'}}"#).args, [s("say \"hi\""), s("it's")]);
+        assert_eq!(
+            call("{{trunc items.first 28}}").args,
+            [Arg::Path(vec!["items".into(), "first".into()]), Arg::Literal(Literal::Int(28))]
+        );
+        assert_eq!(call("{{x true null false1}}").args[2], Arg::Path(vec!["false1".into()]));
+        let sub = call(r#"{{x (eq tone "warm")}}"#);
+        assert_eq!(sub.args, [Arg::Sub(Call { helper: "eq".into(), args: vec![Arg::Path(vec!["tone".into()]), s("warm")] })]);
+    }
+
+    #[test]
+    fn what_the_fast_path_does_not_read_is_unsupported() {
+        for src in [
+            "{{> partial}}",
+            "{{#each items as |item|}}{{item}}{{/each}}",
+            "{{#*inline \"x\"}}y{{/inline}}",
+            "{{{{raw}}}}x{{{{/raw}}}}",
+            "{{items.[0]}}",
+            "{{../name}}",
+            "{{this.name}}",
+            "{{@index}}",
+            "{{x key=1}}",
+            "{{x 1.5}}",
+            "{{x -1}}",
+            "{{&name}}",
+            "{{#if yes}}open",
+            "{{#if yes}}x{{/unless}}",
+            "{{#if yes}}x{{else}}y{{else}}z{{/if}}",
+            "{{else}}",
+            "{{name",
+        ] {
+            assert_eq!(parse(src), Err(Unsupported), "{src:?}");
+        }
+    }
+}
