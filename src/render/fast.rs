@@ -446,7 +446,16 @@ fn str_lit(a: &Arg) -> Option<&str> {
     }
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    /// The compiler of the text registry (the layout's sets `schema` and `escape`).
+    pub(crate) fn text(
+        voice: &'a PhraseTable,
+        reasons: &'a PhraseTable,
+        phrase_ids: &'a HashMap<String, usize>,
+    ) -> Compiler<'a> {
+        Compiler { schema: Schema::Text, escape: false, voice, reasons, phrase_ids }
+    }
+
     /// Translates one template source: None where it uses what the fast path does not know.
     pub(crate) fn compile(&self, src: &str) -> Option<Prog> {
         let tree = syntax::parse(src).ok()?;
