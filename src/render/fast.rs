@@ -1,16 +1,23 @@
-//! The fast path of rendering: the compiled Handlebars templates translated once, at load
-//! time, into a small program over the notice's facts.
+//! The fast path of rendering: the template sources translated once, at load time, into a
+//! small program over the notice's facts.
+//!
+//! The sources are read by our own parser (`super::syntax`), not through Handlebars'
+//! internal template tree: it knows the subset translated here and reproduces Handlebars'
+//! whitespace rules byte for byte. Handlebars still compiles every template first (it stays
+//! the reference renderer and the source of error messages with file and line).
 //!
 //! What the translation resolves up front, per template: which fact each variable is (no JSON
 //! context, no path lookups), the `{{t "je" "u"}}` words of every tone, the `{{voice}}`
 //! phrase of every language × tone and the `{{reason}}` phrase of every language × reason.
 //! What it does not understand (a helper other than `if`/`unless`/`eq`/`ne`/`t`/`trunc`/
-//! `voice`/`reason`, an unknown variable, a partial ...) it leaves to Handlebars: the whole
-//! template then renders on the slow path. And whenever a render would fail (a variable that
-//! is missing at run time, a phrase that does not exist) the fast path gives up and the slow
-//! path renders, so errors read, with file and line, exactly as they always did.
+//! `voice`/`reason`, an unknown variable, a partial, anything `syntax` calls unsupported ...)
+//! it leaves to Handlebars: the whole template then renders on the slow path, counted by
+//! `Templates::fallbacks`. And whenever a render would fail (a variable that is missing at
+//! run time, a phrase that does not exist) the fast path gives up and the slow path renders,
+//! so errors read, with file and line, exactly as they always did.
 //!
-//! The two paths must write the same bytes; `tests/render_equivalence.rs` holds them to it.
+//! The two paths must write the same bytes; `tests/render_equivalence.rs` holds them to it,
+//! for the shipped templates and for generated ones.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
