@@ -391,7 +391,12 @@ impl Templates {
     /// of a message: `(fast, reference)`, `fast` None where the fast path gives up. The
     /// property test of `tests/render_equivalence.rs` holds the two to the same bytes.
     #[doc(hidden)]
-    pub fn render_source(&self, src: &str, notice: &Notice, brand: &Brand) -> (Option<String>, Result<String, RenderError>) {
+    pub fn render_source(
+        &self,
+        src: &str,
+        notice: &Notice,
+        brand: &Brand,
+    ) -> (Option<String>, Result<String, RenderError>) {
         let reference = self
             .text
             .render_template_with_context(src, &Context::from(context(notice, brand)))

@@ -75,7 +75,8 @@ pub(crate) enum Element {
 
 /// Parses one template source; [`Unsupported`] for anything outside the subset.
 pub(crate) fn parse(src: &str) -> Parse<Vec<Element>> {
-    let mut p = Parser { cur: Cursor { src, pos: 0 }, root: Vec::new(), open: Vec::new(), omit_ws_after: false, trim_line: false };
+    let cur = Cursor { src, pos: 0 };
+    let mut p = Parser { cur, root: Vec::new(), open: Vec::new(), omit_ws_after: false, trim_line: false };
     loop {
         let start = p.cur.pos;
         let text = p.cur.text();
@@ -783,7 +784,8 @@ mod tests {
         );
         assert_eq!(call("{{x true null false1}}").args[2], Arg::Path(vec!["false1".into()]));
         let sub = call(r#"{{x (eq tone "warm")}}"#);
-        assert_eq!(sub.args, [Arg::Sub(Call { helper: "eq".into(), args: vec![Arg::Path(vec!["tone".into()]), s("warm")] })]);
+        let eq = Call { helper: "eq".into(), args: vec![Arg::Path(vec!["tone".into()]), s("warm")] };
+        assert_eq!(sub.args, [Arg::Sub(eq)]);
     }
 
     #[test]
