@@ -5,6 +5,7 @@ mod render_support;
 use belofte_core::domain::{Channel, Item, Kind, Lang, PickupPoint, Reason};
 use belofte_core::notice::Notice;
 use belofte::render::Templates;
+use proptest::prelude::*;
 use render_support::*;
 
 /// Notices that push every branch: dates or none, vouchers raised or not, a second slip,
@@ -174,6 +175,146 @@ fn copy(from: &std::path::Path, to: &std::path::Path) {
             copy(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+// ------------------------------------------------------------ generated templates
+
+/// Text around the tags: words, spaces, tabs, line breaks (Unix and Windows), an escaped
+/// tag, a lone brace, so that tags land inline and alone on their lines.
+fn glue() -> impl Strategy<Value = String> {
+    let bit = prop_oneof![
+        4 => Just(""),
+        4 => Just(" "),
+        2 => Just("  "),
+        1 => Just("\t"),
+        5 => Just("\n"),
+        1 => Just("\r\n"),
+        3 => Just("word"),
+        1 => Just(" . "),
+        1 => Just("\\{{order_id}}"),
+        1 => Just("}"),
+    ];
+    prop::collection::vec(bit, 0..4).prop_map(|bits| bits.concat())
+}
+
+/// A tag that writes something (or nothing: a comment).
+fn inline_tag() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("{{order_id}}"),
+        Just("{{ customer.first_name }}"),
+        Just("{{{customer.name}}}"),
+        Just("{{carrier}}"),
+        Just("{{items.count}}"),
+        Just("{{again}}"),
+        Just("{{~order_id}}"),
+        Just("{{order_id~}}"),
+        Just("{{~ brand.name ~}}"),
+        Just("{{t \"je\" \"u\"}}"),
+        Just("{{t 'jij' \"u\" \"jij!\"}}"),
+        Just("{{~t \"a\" \"b\"~}}"),
+        Just("{{trunc customer.name 5}}"),
+        Just("{{voice \"greeting\"}}"),
+        Just("{{reason \"what\"}}"),
+        Just("{{! a note }}"),
+        Just("{{!-- a }} note --}}"),
+        Just("{{!--x--}}"),
+    ]
+    .prop_map(str::to_string)
+}
+
+/// `(tag, helper)`: a block's first tag and the helper its end tag names.
+fn block_open() -> impl Strategy<Value = (&'static str, &'static str)> {
+    prop_oneof![
+        Just(("{{#if again}}", "if")),
+        Just(("{{#if voucher}}", "if")),
+        Just(("{{#if carrier}}", "if")),
+        Just(("{{#unless formal}}", "unless")),
+        Just(("{{#if (eq tone \"warm\")}}", "if")),
+        Just(("{{#if (ne lang \"nl\")}}", "if")),
+        Just(("{{~#if playful~}}", "if")),
+        Just(("{{# if  warm }}", "if")),
+    ]
+}
+
+fn else_if() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("{{else if playful}}"), Just("{{else unless warm}}"), Just("{{~else if again~}}")]
+}
+
+fn else_tag() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("{{else}}"), Just("{{^}}"), Just("{{~else~}}"), Just("{{else~}}")]
+}
+
+fn block_close(helper: &str, tilde: bool) -> String {
+    if tilde {
+        format!("{{{{~/{helper}~}}}}")
+    } else {
+        format!("{{{{/{helper}}}}}")
+    }
+}
+
+/// Template sources in the fast path's subset: text, values, helpers, comments and nested
+/// `if`/`unless` blocks with `else if` and `else`, every tag with text around it.
+fn template() -> impl Strategy<Value = String> {
+    let leaf = (glue(), inline_tag(), glue()).prop_map(|(a, t, b)| format!("{a}{t}{b}"));
+    leaf.prop_recursive(3, 32, 6, |inner| {
+        let body = prop::collection::vec(inner.clone(), 0..4).prop_map(|parts| parts.concat());
+        let block = (
+            block_open(),
+            body.clone(),
+            prop::collection::vec((else_if(), body.clone()), 0..2),
+            prop::option::of((else_tag(), body.clone())),
+            any::<bool>(),
+            (glue(), glue()),
+        )
+            .prop_map(|((open, helper), then, chain, otherwise, tilde, (before, after))| {
+                let mut src = format!("{before}{open}{then}");
+                for (tag, body) in chain {
+                    src.push_str(tag);
+                    src.push_str(&body);
+                }
+                if let Some((tag, body)) = otherwise {
+                    src.push_str(tag);
+                    src.push_str(&body);
+                }
+                src.push_str(&block_close(helper, tilde));
+                src.push_str(&after);
+                src
+            });
+        prop_oneof![
+            1 => prop::collection::vec(inner, 1..4).prop_map(|parts| parts.concat()),
+            2 => block,
+        ]
+    })
+}
+
+fn shipped() -> &'static Templates {
+    static TEMPLATES: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| Templates::load(&templates_dir()).expect("shipped templates load"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever the whitespace, the comments and the nesting, the fast path writes the bytes
+    /// Handlebars writes; where Handlebars cannot render, the fast path gives up too.
+    #[test]
+    fn generated_templates_write_the_same_bytes_on_both_paths(
+        src in template(),
+        brand_id in prop::sample::select(vec!["lumen", "hofman", "pip"]),
+        with_voucher in any::<bool>(),
+        lang in prop::sample::select(vec![Lang::Nl, Lang::En]),
+    ) {
+        let mut n = in_lang(for_brand(notice(Kind::Delayed), brand_id), lang);
+        if !with_voucher {
+            n.compensation_eur = None;
+            n.carrier = None;
+        }
+        let (fast, reference) = shipped().render_source(&src, &n, &brand(brand_id));
+        match reference {
+            Ok(reference) => prop_assert_eq!(fast, Some(reference), "{:?}", src),
+            Err(e) => prop_assert!(fast.is_none(), "Handlebars fails ({}) but the fast path renders {:?}", e, src),
         }
     }
 }

@@ -1,26 +1,30 @@
-//! The fast path of rendering: the compiled Handlebars templates translated once, at load
-//! time, into a small program over the notice's facts.
+//! The fast path of rendering: the template sources translated once, at load time, into a
+//! small program over the notice's facts.
+//!
+//! The sources are read by our own parser (`super::syntax`), not through Handlebars'
+//! internal template tree: it knows the subset translated here and reproduces Handlebars'
+//! whitespace rules byte for byte. Handlebars still compiles every template first (it stays
+//! the reference renderer and the source of error messages with file and line).
 //!
 //! What the translation resolves up front, per template: which fact each variable is (no JSON
 //! context, no path lookups), the `{{t "je" "u"}}` words of every tone, the `{{voice}}`
 //! phrase of every language × tone and the `{{reason}}` phrase of every language × reason.
 //! What it does not understand (a helper other than `if`/`unless`/`eq`/`ne`/`t`/`trunc`/
-//! `voice`/`reason`, an unknown variable, a partial ...) it leaves to Handlebars: the whole
-//! template then renders on the slow path. And whenever a render would fail (a variable that
-//! is missing at run time, a phrase that does not exist) the fast path gives up and the slow
-//! path renders, so errors read, with file and line, exactly as they always did.
+//! `voice`/`reason`, an unknown variable, a partial, anything `syntax` calls unsupported ...)
+//! it leaves to Handlebars: the whole template then renders on the slow path, counted by
+//! `Templates::fallbacks`. And whenever a render would fail (a variable that is missing at
+//! run time, a phrase that does not exist) the fast path gives up and the slow path renders,
+//! so errors read, with file and line, exactly as they always did.
 //!
-//! The two paths must write the same bytes; `tests/render_equivalence.rs` holds them to it.
+//! The two paths must write the same bytes; `tests/render_equivalence.rs` holds them to it,
+//! for the shipped templates and for generated ones.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
-use handlebars::{Path, PathSeg};
-use serde_json::Value as Json;
-
+use super::syntax::{self, Arg, Call, Element, Literal};
 use super::words::{self, DateText};
 use super::{lang_index, reason_slot, tone_index, voice_slot, Phrase, PhraseTable, VOICE_SECTIONS};
 use belofte_core::domain::{Lang, Reason, Tone};
@@ -431,7 +435,7 @@ const HELPERS: [&str; 21] = [
     "len", "t", "trunc", "voice", "reason",
 ];
 
-/// Translates compiled Handlebars templates; `None` for anything it does not know exactly.
+/// Translates template sources (read by `syntax`); `None` for anything it does not know exactly.
 pub(crate) struct Compiler<'a> {
     pub schema: Schema,
     /// HTML-escape `{{x}}` (the layout registry does, the text registry does not).
@@ -442,49 +446,38 @@ pub(crate) struct Compiler<'a> {
     pub phrase_ids: &'a HashMap<String, usize>,
 }
 
-fn path_names(p: &Path) -> Option<Vec<&str>> {
-    match p {
-        Path::Relative((segs, _)) if !segs.is_empty() => segs
-            .iter()
-            .map(|s| match s {
-                PathSeg::Named(n) => Some(n.as_str()),
-                _ => None,
-            })
-            .collect(),
+fn str_lit(a: &Arg) -> Option<&str> {
+    match a {
+        Arg::Literal(Literal::Str(s)) => Some(s),
         _ => None,
     }
 }
 
-fn helper_name(p: &Parameter) -> Option<&str> {
-    match p {
-        Parameter::Name(n) => Some(n),
-        Parameter::Path(Path::Relative((_, raw))) => Some(raw),
-        _ => None,
-    }
-}
-
-fn str_lit(p: &Parameter) -> Option<&str> {
-    match p {
-        Parameter::Literal(Json::String(s)) => Some(s),
-        _ => None,
-    }
-}
-
-impl Compiler<'_> {
-    pub(crate) fn compile(&self, t: &Template) -> Option<Prog> {
-        self.elements(t).map(Prog)
+impl<'a> Compiler<'a> {
+    /// The compiler of the text registry (the layout's sets `schema` and `escape`).
+    pub(crate) fn text(
+        voice: &'a PhraseTable,
+        reasons: &'a PhraseTable,
+        phrase_ids: &'a HashMap<String, usize>,
+    ) -> Compiler<'a> {
+        Compiler { schema: Schema::Text, escape: false, voice, reasons, phrase_ids }
     }
 
-    fn elements(&self, t: &Template) -> Option<Vec<Node>> {
-        let mut out: Vec<Node> = Vec::with_capacity(t.elements.len());
-        for e in &t.elements {
+    /// Translates one template source: None where it uses what the fast path does not know.
+    pub(crate) fn compile(&self, src: &str) -> Option<Prog> {
+        let tree = syntax::parse(src).ok()?;
+        self.elements(&tree).map(Prog)
+    }
+
+    fn elements(&self, elements: &[Element]) -> Option<Vec<Node>> {
+        let mut out: Vec<Node> = Vec::with_capacity(elements.len());
+        for e in elements {
             let node = match e {
-                TemplateElement::RawString(s) => Node::Raw(s.as_str().into()),
-                TemplateElement::Comment(_) => continue,
-                TemplateElement::Expression(ht) => self.expression(ht, self.escape)?,
-                TemplateElement::HtmlExpression(ht) => self.expression(ht, false)?,
-                TemplateElement::HelperBlock(ht) => self.block(ht)?,
-                _ => return None,
+                Element::Text(s) => Node::Raw(s.as_str().into()),
+                Element::Comment => continue,
+                Element::Value { path, triple } => self.value(path, self.escape && !triple)?,
+                Element::Call(call) => self.call(call)?,
+                Element::Block { call, then, otherwise } => self.block(call, then, otherwise)?,
             };
             // Adjacent text (a constant phrase, a tone word) is written in one go.
             match (out.last_mut(), node) {
@@ -496,43 +489,41 @@ impl Compiler<'_> {
         Some(out)
     }
 
-    fn var(&self, p: &Parameter) -> Option<Var> {
-        match p {
-            Parameter::Path(path) => Var::resolve(self.schema, &path_names(path)?),
-            _ => None,
-        }
+    fn var(&self, path: &[String]) -> Option<Var> {
+        let names: Vec<&str> = path.iter().map(String::as_str).collect();
+        Var::resolve(self.schema, &names)
     }
 
-    fn operand(&self, p: &Parameter) -> Option<Operand> {
-        Some(match p {
-            Parameter::Path(_) => Operand::Var(self.var(p)?),
-            Parameter::Literal(j) => Operand::Lit(match j {
-                Json::Null => Lit::Null,
-                Json::Bool(b) => Lit::Bool(*b),
-                Json::Number(n) if n.is_u64() => Lit::Num(n.as_u64()?),
-                Json::String(s) => Lit::Str(s.as_str().into()),
-                _ => return None,
+    fn operand(&self, a: &Arg) -> Option<Operand> {
+        Some(match a {
+            Arg::Path(path) => Operand::Var(self.var(path)?),
+            Arg::Literal(l) => Operand::Lit(match l {
+                Literal::Null => Lit::Null,
+                Literal::Bool(b) => Lit::Bool(*b),
+                Literal::Int(n) => Lit::Num(*n),
+                Literal::Str(s) => Lit::Str(s.as_str().into()),
             }),
-            _ => return None,
+            Arg::Sub(_) => return None,
         })
     }
 
-    fn expression(&self, ht: &HelperTemplate, escape: bool) -> Option<Node> {
-        if ht.block || ht.block_param.is_some() || ht.template.is_some() || ht.inverse.is_some() {
-            return None;
-        }
-        let name = helper_name(&ht.name)?;
-        if ht.params.is_empty() && ht.hash.is_empty() {
-            if HELPERS.contains(&name) || !matches!(ht.name, Parameter::Path(_)) {
+    /// `{{path}}`: a fact written out (a name-only helper call is left to Handlebars).
+    fn value(&self, path: &[String], escape: bool) -> Option<Node> {
+        if let [name] = path {
+            if HELPERS.contains(&name.as_str()) {
                 return None;
             }
-            let var = self.var(&ht.name)?;
-            return (!var.is_object()).then_some(Node::Var { var, escape });
         }
-        if !ht.hash.is_empty() || self.schema != Schema::Text {
+        let var = self.var(path)?;
+        (!var.is_object()).then_some(Node::Var { var, escape })
+    }
+
+    /// `{{helper args}}`: the helpers of the text registry.
+    fn call(&self, call: &Call) -> Option<Node> {
+        if self.schema != Schema::Text {
             return None;
         }
-        match (name, ht.params.as_slice()) {
+        match (call.helper.as_str(), call.args.as_slice()) {
             ("t", [informal, formal, rest @ ..]) if rest.len() <= 1 => {
                 let informal = str_lit(informal)?;
                 let formal = str_lit(formal)?;
@@ -551,11 +542,8 @@ impl Compiler<'_> {
                 if matches!(value, Operand::Var(v) if v.is_object()) {
                     return None;
                 }
-                let max = match max {
-                    Parameter::Literal(j) => usize::try_from(j.as_u64()?).ok()?,
-                    _ => return None,
-                };
-                Some(Node::Trunc { value, max })
+                let Arg::Literal(Literal::Int(max)) = max else { return None };
+                Some(Node::Trunc { value, max: usize::try_from(*max).ok()? })
             }
             ("voice", [key]) => {
                 let slots = self.voice.get(str_lit(key)?);
@@ -595,44 +583,31 @@ impl Compiler<'_> {
         }
     }
 
-    fn block(&self, ht: &HelperTemplate) -> Option<Node> {
-        let positive = match helper_name(&ht.name)? {
+    /// `{{#if}}` / `{{#unless}}` on one fact, `(eq a b)` or `(ne a b)`.
+    fn block(&self, call: &Call, then: &[Element], otherwise: &[Element]) -> Option<Node> {
+        let positive = match call.helper.as_str() {
             "if" => true,
             "unless" => false,
             _ => return None,
         };
-        if !ht.block || ht.block_param.is_some() || !ht.hash.is_empty() || ht.params.len() != 1 {
-            return None;
-        }
-        let cond = match &ht.params[0] {
-            Parameter::Subexpression(sub) => {
-                let TemplateElement::Expression(e) = sub.element.as_ref() else { return None };
-                let equal = match helper_name(&e.name)? {
+        let [arg] = call.args.as_slice() else { return None };
+        let cond = match arg {
+            Arg::Sub(sub) => {
+                let equal = match sub.helper.as_str() {
                     "eq" => true,
                     "ne" => false,
                     _ => return None,
                 };
-                if !e.hash.is_empty() || e.block || e.template.is_some() || e.inverse.is_some() {
-                    return None;
-                }
-                let [a, b] = e.params.as_slice() else { return None };
+                let [a, b] = sub.args.as_slice() else { return None };
                 let (a, b) = (self.operand(a)?, self.operand(b)?);
                 if [&a, &b].iter().any(|o| matches!(o, Operand::Var(v) if v.is_object())) {
                     return None;
                 }
                 Cond::Eq { a, b, equal }
             }
-            p => Cond::Truthy(self.operand(p)?),
+            a => Cond::Truthy(self.operand(a)?),
         };
-        let then = match &ht.template {
-            Some(t) => self.elements(t)?,
-            None => Vec::new(),
-        };
-        let otherwise = match &ht.inverse {
-            Some(t) => self.elements(t)?,
-            None => Vec::new(),
-        };
-        Some(Node::If { cond, positive, then, otherwise })
+        Some(Node::If { cond, positive, then: self.elements(then)?, otherwise: self.elements(otherwise)? })
     }
 }
 

@@ -13,6 +13,7 @@
 mod fast;
 pub mod line;
 mod helpers;
+mod syntax;
 pub(crate) mod words;
 
 use std::borrow::Cow;
@@ -158,6 +159,8 @@ pub struct Templates {
     /// The fast path (see `fast.rs`): the parts, phrases and layout it could translate.
     fast_parts: HashMap<(Kind, Lang, Part), fast::Prog>,
     fast_phrases: Vec<Option<fast::Prog>>,
+    /// Phrase template name → index in `fast_phrases`.
+    fast_phrase_ids: HashMap<String, usize>,
     fast_layout: Option<fast::Prog>,
     /// Renders the fast path left to Handlebars.
     fallbacks: std::sync::atomic::AtomicU64,
@@ -267,21 +270,16 @@ impl Templates {
         phrase_names.dedup();
         let phrase_ids: HashMap<String, usize> =
             phrase_names.iter().enumerate().map(|(i, n)| ((*n).to_string(), i)).collect();
-        let compiler = fast::Compiler {
-            schema: fast::Schema::Text,
-            escape: false,
-            voice: &voice,
-            reasons: &reasons,
-            phrase_ids: &phrase_ids,
+        let compiler = fast::Compiler::text(&voice, &reasons, &phrase_ids);
+        // From the sources Handlebars compiled above (so they are valid Handlebars).
+        let compile = |compiler: &fast::Compiler<'_>, name: &str| {
+            sources.get(name).and_then(|src: &Source| compiler.compile(&src.text))
         };
-        let fast_phrases: Vec<Option<fast::Prog>> =
-            phrase_names.iter().map(|n| text.get_template(n).and_then(|t| compiler.compile(t))).collect();
-        let fast_parts = parts
-            .iter()
-            .filter_map(|(key, name)| Some((*key, compiler.compile(text.get_template(name)?)?)))
-            .collect();
+        let fast_phrases: Vec<Option<fast::Prog>> = phrase_names.iter().map(|n| compile(&compiler, n)).collect();
+        let fast_parts =
+            parts.iter().filter_map(|(key, name)| Some((*key, compile(&compiler, name)?))).collect();
         let layout_compiler = fast::Compiler { schema: fast::Schema::Layout, escape: true, ..compiler };
-        let fast_layout = html.get_template(LAYOUT_FILE).and_then(|t| layout_compiler.compile(t));
+        let fast_layout = compile(&layout_compiler, LAYOUT_FILE);
 
         Ok(Templates {
             text,
@@ -293,6 +291,7 @@ impl Templates {
             layout_file,
             fast_parts,
             fast_phrases,
+            fast_phrase_ids: phrase_ids,
             fast_layout,
             fallbacks: std::sync::atomic::AtomicU64::new(0),
         })
@@ -386,6 +385,30 @@ impl Templates {
             }
             Channel::Event => None,
         }
+    }
+
+    /// One template source as a message part, through both paths and without the tidying
+    /// of a message: `(fast, reference)`, `fast` None where the fast path gives up. The
+    /// property test of `tests/render_equivalence.rs` holds the two to the same bytes.
+    #[doc(hidden)]
+    pub fn render_source(
+        &self,
+        src: &str,
+        notice: &Notice,
+        brand: &Brand,
+    ) -> (Option<String>, Result<String, RenderError>) {
+        let reference = self
+            .text
+            .render_template_with_context(src, &Context::from(context(notice, brand)))
+            .map_err(|e| RenderError { template: "the source".to_string(), message: reason_text(&e) });
+        let compiler = fast::Compiler::text(&self.voice, &self.reasons, &self.fast_phrase_ids);
+        let fast = compiler.compile(src).and_then(|prog| {
+            let mut out = String::new();
+            let runner = fast::Runner { phrases: &self.fast_phrases };
+            runner.run(&prog, &fast::Facts::text(notice, brand), &mut out).ok()?;
+            Some(out)
+        });
+        (fast, reference)
     }
 
     fn render_slow(&self, notice: &Notice, brand: &Brand, channel: Channel, with_html: bool) -> Result<Rendered, Failure> {
