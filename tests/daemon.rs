@@ -1,5 +1,8 @@
 //! The daemon against real protocol peers on loopback: an embedded Kafka broker
-//! (librdkafka's mock cluster), an SMTP server, an HTTP double of Twilio, and SQLite files.
+//! (librdkafka's mock cluster), an SMTP server, an HTTP double of Twilio, and SQLite files
+//! or PostgreSQL databases.
+
+mod backends;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,14 +48,18 @@ async fn peers(smtp: SmtpScript, twilio: Vec<TwilioAnswer>) -> Peers {
 }
 
 fn config(broker: &EmbeddedBroker, db: &Path, peers: &Peers, group: &str) -> DaemonConfig {
+    config_at(broker, &format!("sqlite://{}", db.display()), peers, group)
+}
+
+fn config_at(broker: &EmbeddedBroker, database_url: &str, peers: &Peers, group: &str) -> DaemonConfig {
     let mut cfg = DaemonConfig::default();
     cfg.kafka.brokers = broker.bootstrap();
     cfg.kafka.group_id = group.into();
     cfg.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
     cfg.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
-    cfg.database.url = format!("sqlite://{}", db.display());
+    cfg.database.url = database_url.to_string();
     cfg.email.backend = EmailBackendKind::Smtp;
-    cfg.email.smtp = SmtpConfig { host: "127.0.0.1".into(), port: peers.smtp_port, tls: Tls::None, timeout_secs: 5, ..SmtpConfig::default() };
+    cfg.email.smtp = SmtpConfig { host: "127.0.0.1".into(), port: peers.smtp_port, tls: Tls::None, timeout_secs: 2, ..SmtpConfig::default() };
     cfg.sms.backend = SmsBackendKind::Twilio;
     cfg.sms.twilio = TwilioConfig {
         base_url: peers.twilio_url.clone(),
@@ -67,6 +74,9 @@ fn config(broker: &EmbeddedBroker, db: &Path, peers: &Peers, group: &str) -> Dae
     cfg.dispatch.backoff_base_ms = 20;
     cfg.dispatch.backoff_cap_ms = 200;
     cfg.dispatch.unknown_recheck_secs = 0;
+    // Sends cut off by a crash are taken over when their lease runs out: the longest
+    // attempt (SMTP 4 × 2 s, Twilio 3 × 1 s) plus this.
+    cfg.dispatch.lease_margin_secs = 1;
     cfg
 }
 
@@ -541,11 +551,49 @@ async fn an_event_from_a_clock_two_days_ahead_is_dead_lettered_and_the_next_real
 }
 
 #[tokio::test]
-async fn a_postgres_url_is_refused_and_never_taken_for_a_file_name() {
-    let url = "postgres://belofte:secret@127.0.0.1:5432/belofte";
+async fn a_database_url_of_another_kind_is_refused_and_never_taken_for_a_file_name() {
+    let url = "mysql://belofte:secret@127.0.0.1:3306/belofte";
     let refused = belofte::store::Store::open(url).await.err().expect("refused").to_string();
-    assert!(refused.contains("postgres:// is not supported") && refused.contains("sqlite://"), "{refused}");
+    assert!(refused.contains("mysql:// is not supported") && refused.contains("sqlite://") && refused.contains("postgres://"), "{refused}");
     assert!(!refused.contains("secret"), "the password is not repeated: {refused}");
-    // Before, the URL was taken for a path: a SQLite file `postgres:/belofte:secret@…`.
-    assert!(!std::path::Path::new("postgres:").exists(), "no file was created");
+    // Before, such a URL was taken for a path: a SQLite file `mysql:/belofte:secret@…`.
+    assert!(!std::path::Path::new("mysql:").exists(), "no file was created");
+}
+
+on_both_backends!(an_sms_the_provider_takes_late_is_found_after_a_crash_not_sent_again);
+
+/// Twilio takes the request, the instance is killed while it waits for the answer, Twilio
+/// creates the message only then. The restarted instance leaves the row alone until the
+/// lease of the killed attempt ran out — by then Twilio's timeout has passed since the
+/// request — and its look-up finds the message instead of sending it again.
+async fn an_sms_the_provider_takes_late_is_found_after_a_crash_not_sent_again(db: &backends::Db) {
+    let broker = broker();
+    let late = Duration::from_millis(1800);
+    let peers = peers(SmtpScript::accept_all(), vec![TwilioAnswer::ProcessedLate(late)]).await;
+    let mut cfg = config_at(&broker, &db.url, &peers, "late");
+    // The double answers within Twilio's timeout, as Twilio does (here after the kill).
+    cfg.sms.twilio.timeout_secs = 2;
+    let start = || Running::start(settings_now(), templates(), cfg.clone(), Overrides::default());
+    let running = start().await.expect("daemon starts");
+    for l in order_now("L-1", &["sms"], "+31644444444") {
+        let (topic, key) = route(&l);
+        broker.produce(topic, key.as_deref(), l.as_bytes()).expect("produce");
+    }
+    eventually("the SMS request at Twilio", Duration::from_secs(30), || peers.twilio.posts().len() == 1).await;
+    running.abort().await;
+    assert!(peers.twilio.messages().is_empty(), "killed before Twilio created the message");
+
+    let running = start().await.expect("daemon restarts on the same database");
+    let store = running.store.clone();
+    eventually_async("the SMS row settled", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { store.outbox().await.map(|rows| rows.iter().any(|r| r.channel == "sms" && r.status == "sent")).unwrap_or(false) }
+    })
+    .await;
+    let created = peers.twilio.messages();
+    assert_eq!(created.len(), 1, "the customer got the SMS once");
+    assert_eq!(peers.twilio.posts().len(), 1, "and it was not sent again");
+    let row = running.store.outbox().await.expect("outbox").into_iter().find(|r| r.channel == "sms").expect("the SMS row");
+    assert_eq!(row.provider_id.as_deref(), Some(created[0].sid.as_str()), "the look-up found Twilio's message");
+    running.shutdown().await.expect("clean shutdown");
 }

@@ -3,6 +3,8 @@
 //! and bounces as Postfix wrote them (crates/belofte-feedback/tests/fixtures, with the
 //! addresses of these stories put in).
 
+mod backends;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use belofte::kafka::mock::EmbeddedBroker;
 use belofte::kafka::KafkaConfig;
 use belofte::render::Templates;
 use belofte::settings::{self, Settings};
+use backends::Db;
 use belofte::store::OutboxView;
 use belofte_core::domain::{Channel, Kind};
 use belofte_feedback::{expected_twilio_signature, message_ref, Verp};
@@ -62,8 +65,9 @@ struct World {
     twilio: TwilioHandle,
     running: Running,
     clock: Option<Clock>,
-    _dir: tempfile::TempDir,
-    db: PathBuf,
+    db_url: String,
+    /// The database, when the world made its own (SQLite in a temporary folder).
+    _own_db: Option<Db>,
 }
 
 async fn world(group: &str, only: Option<Channel>, smtp: SmtpScript) -> World {
@@ -71,17 +75,22 @@ async fn world(group: &str, only: Option<Channel>, smtp: SmtpScript) -> World {
 }
 
 async fn world_with(group: &str, settings: Settings, smtp: SmtpScript, clock: Option<Clock>) -> World {
+    let db = Db::sqlite().await;
+    let mut w = world_on(&db, group, settings, smtp, clock).await;
+    w._own_db = Some(db);
+    w
+}
+
+async fn world_on(db: &Db, group: &str, settings: Settings, smtp: SmtpScript, clock: Option<Clock>) -> World {
     let broker = EmbeddedBroker::start(1).expect("embedded broker");
     broker.create_topics(&KafkaConfig::default().all_topics()).expect("topics");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("belofte.db");
     let (smtp_addr, smtp) = SmtpServer::start(smtp).await;
     let (twilio_url, twilio) = TwilioDouble::start(vec![]).await;
     let mut cfg = DaemonConfig::default();
     cfg.kafka.brokers = broker.bootstrap();
     cfg.kafka.group_id = group.into();
     cfg.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
-    cfg.database.url = format!("sqlite://{}", db.display());
+    cfg.database.url = db.url.clone();
     cfg.email.backend = EmailBackendKind::Smtp;
     cfg.email.smtp = SmtpConfig { host: "127.0.0.1".into(), port: smtp_addr.port(), tls: Tls::None, timeout_secs: 5, ..SmtpConfig::default() };
     cfg.email.bounce_address = Some(BOUNCE_TEMPLATE.into());
@@ -103,7 +112,7 @@ async fn world_with(group: &str, settings: Settings, smtp: SmtpScript, clock: Op
     cfg.dispatch.backoff_base_ms = 20;
     cfg.dispatch.backoff_cap_ms = 200;
     let running = Running::start(settings, templates(), cfg, Overrides { clock: clock.clone(), ..Overrides::default() }).await.expect("daemon starts");
-    World { broker, smtp, twilio, running, clock, _dir: dir, db }
+    World { broker, smtp, twilio, running, clock, db_url: db.url.clone(), _own_db: None }
 }
 
 impl World {
@@ -265,9 +274,12 @@ fn forbidden(w: &World, source: &str) -> f64 {
     w.running.shared.metrics.counter("belofte_callbacks_total", &[("source", source), ("result", "forbidden")])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_status_callback_is_recorded_and_forged_ones_are_refused() {
-    let w = world("callbacks", Some(Channel::Sms), SmtpScript::accept_all()).await;
+// What feedback stores (provider events, compare-and-set of the status, the timeline,
+// bounces by message ref, suppressions) on both backends.
+on_both_backends!(a_signed_status_callback_is_recorded_and_forged_ones_are_refused, a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forged_one_is_ignored);
+
+async fn a_signed_status_callback_is_recorded_and_forged_ones_are_refused(db: &Db) {
+    let w = world_on(db, "callbacks", settings(Some(Channel::Sms)), SmtpScript::accept_all(), None).await;
     w.delayed_order("T-1", &["sms"]);
     let (sid, url) = w.sms_sent("T-1").await;
     // Twilio is told to call the public URL, with the message's key in the query.
@@ -317,9 +329,8 @@ async fn a_signed_status_callback_is_recorded_and_forged_ones_are_refused() {
     w.running.shutdown().await.expect("clean shutdown");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forged_one_is_ignored() {
-    let w = world("bounces", None, SmtpScript::accept_all()).await;
+async fn a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forged_one_is_ignored(db: &Db) {
+    let w = world_on(db, "bounces", settings(None), SmtpScript::accept_all(), None).await;
     w.delayed_order("B-1", &["email"]);
     w.delayed_order("B-2", &["email"]);
     let rows = w.until("both emails sent", |r| r.iter().filter(|r| r.channel == "email" && r.status == "sent").count() == 1, "B-1").await;
@@ -380,7 +391,7 @@ async fn a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forge
     assert!(w.running.store.suppressed("email", &email_of("B-3")).await.expect("read").is_some_and(|r| r.contains("abuse")));
 
     // `belofte bounce`, as Exim's pipe transport runs it, beside the running daemon.
-    let config = bounce_config(&w.db);
+    let config = bounce_config(&w.db_url);
     let gave_up = bounce_fixture("exim-unknown-user.eml", &b2.notification_key, "nosuchuser@shop.example", &email_of("B-2"));
     let recipient = verp.encode(&message_ref(&b2.notification_key)).expect("address");
     let (code, stderr) = belofte_bounce(config.path(), &gave_up, Some(&recipient));
@@ -391,7 +402,7 @@ async fn a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forge
     let (code, stderr) = belofte_bounce(config.path(), "Subject: out of office\n\nI am away.\n", None);
     assert_eq!(code, Some(0), "{stderr}");
     // No database: 75, the MTA keeps the bounce and tries again.
-    let broken = bounce_config(Path::new("/proc/no/such/dir/belofte.db"));
+    let broken = bounce_config("sqlite:///proc/no/such/dir/belofte.db");
     let (code, stderr) = belofte_bounce(broken.path(), &gave_up, None);
     assert_eq!(code, Some(75), "{stderr}");
     w.running.shutdown().await.expect("clean shutdown");
@@ -399,12 +410,11 @@ async fn a_postfix_bounce_fails_the_email_and_suppresses_the_address_and_a_forge
 
 /// A configuration folder for `belofte bounce`: the shipped defaults, and a `local.toml`
 /// with this daemon's database and bounce settings.
-fn bounce_config(db: &Path) -> tempfile::TempDir {
+fn bounce_config(database_url: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::copy(root().join("config/default.toml"), dir.path().join("default.toml")).expect("copy");
     let local = format!(
-        "[database]\nurl = \"sqlite://{}\"\n[email]\nbounce_address = \"{BOUNCE_TEMPLATE}\"\nbounce_secret = \"{BOUNCE_SECRET}\"\n[log]\nlevel = \"warn\"\n",
-        db.display()
+        "[database]\nurl = \"{database_url}\"\n[email]\nbounce_address = \"{BOUNCE_TEMPLATE}\"\nbounce_secret = \"{BOUNCE_SECRET}\"\n[log]\nlevel = \"warn\"\n"
     );
     std::fs::write(dir.path().join("local.toml"), local).expect("local.toml");
     dir

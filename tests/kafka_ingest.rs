@@ -102,8 +102,6 @@ fn spawn_worker(
         loop {
             let record = ingest.recv().await.expect("recv");
             ingest.store(&record).expect("store");
-            // As the daemon does after each batch: a revoke then has nothing left to commit.
-            let _ = ingest.commit_now();
             if out.send((name, record)).is_err() {
                 return;
             }

@@ -125,6 +125,25 @@ impl EmailBackend {
         }
     }
 
+    /// The longest one send can take from the moment it has a connection of the pool: a
+    /// pooled connection's `NOOP`, the session (connect, greeting, TLS, AUTH), `MAIL`/`RCPT`/
+    /// `DATA`, and the reply after the body, each with its `timeout_secs`. The dispatcher's
+    /// lease on a row outlasts it. File and memory: a moment.
+    pub fn attempt_limit(&self) -> Duration {
+        match self {
+            EmailBackend::Smtp(s) => s.inner.phase_timeout * 4,
+            EmailBackend::File(_) | EmailBackend::Memory(_) => Duration::from_secs(1),
+        }
+    }
+
+    /// How many sends run at once (SMTP: `pool_max`); `None` when there is no limit.
+    pub fn concurrency(&self) -> Option<usize> {
+        match self {
+            EmailBackend::Smtp(s) => Some(s.inner.pool_max),
+            EmailBackend::File(_) | EmailBackend::Memory(_) => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             EmailBackend::Smtp(_) => "smtp",
@@ -258,6 +277,7 @@ struct SmtpInner {
     hello: ClientId,
     credentials: Option<Credentials>,
     phase_timeout: Duration,
+    pool_max: usize,
     permits: Semaphore,
     idle: Mutex<Vec<IdleConnection>>,
 }
@@ -322,6 +342,7 @@ impl SmtpMailer {
                 hello,
                 credentials,
                 phase_timeout: Duration::from_secs(cfg.timeout_secs),
+                pool_max: cfg.pool_max as usize,
                 permits: Semaphore::new(cfg.pool_max as usize),
                 idle: Mutex::new(Vec::new()),
             }),

@@ -109,6 +109,17 @@ impl SmsBackend {
         }
     }
 
+    /// The longest one attempt can take: for Twilio the two `GET`s of a look-up and the
+    /// `POST`, each with its `timeout_secs`. The dispatcher's lease on a row outlasts it, so
+    /// a lease that ran out means Twilio's timeout has passed since the request. File and
+    /// memory: a moment.
+    pub fn attempt_limit(&self) -> Duration {
+        match self {
+            SmsBackend::Twilio(t) => t.inner.timeout * 3,
+            SmsBackend::File(_) | SmsBackend::Memory(_) => Duration::from_secs(1),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             SmsBackend::Twilio(_) => "twilio",

@@ -207,6 +207,11 @@ pub struct DispatchConfig {
     pub unknown_recheck_secs: u64,
     /// On SIGTERM: how long in-flight sends may take before the process exits anyway.
     pub shutdown_timeout_secs: u64,
+    /// A claimed row is held (leased) for its channel's longest attempt (every provider
+    /// request with its timeout) plus this margin, for the time between the claim and the
+    /// request and for clock differences. A lease that ran out means the attempt's outcome
+    /// is unknown: any instance takes the row over and looks it up before a resend.
+    pub lease_margin_secs: u64,
 }
 
 impl Default for DispatchConfig {
@@ -220,6 +225,7 @@ impl Default for DispatchConfig {
             auth_pause_secs: 300,
             unknown_recheck_secs: 60,
             shutdown_timeout_secs: 20,
+            lease_margin_secs: 10,
         }
     }
 }
@@ -266,6 +272,22 @@ impl DaemonConfig {
 
     /// What deserialising cannot check: settings that only work together. The error is the
     /// key to fix and what is wrong with it. `Running::start` checks the same.
+    /// Who this instance is in the outbox's leases: the static member name
+    /// (`kafka.group_instance_id`) when there is one, else the host name and the process id.
+    pub fn instance_id(&self) -> String {
+        let name = self.kafka.group_instance_id.trim();
+        if !name.is_empty() {
+            return name.to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "belofte".into());
+        format!("{host}:{}", std::process::id())
+    }
+
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.email.verp()?;
         if let Some(topic) = self.kafka.order_keyed_topics.iter().find(|t| !self.kafka.topics.contains(t)) {

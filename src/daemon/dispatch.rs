@@ -3,6 +3,11 @@
 //! permanent ones are recorded (an invalid or opted-out number is remembered and not tried
 //! again); an unknown end is looked up (SMS) or resent with the same Message-ID (email)
 //! before anything else; refused credentials pause the channel instead of burning the queue.
+//!
+//! Every claim is a lease (`store::Lease`): the row is held by this instance for its
+//! channel's longest attempt plus `dispatch.lease_margin_secs`. When an instance dies
+//! mid-send, its rows become claimable once their leases run out — by then the provider's
+//! timeout has passed since the request, so a look-up finds a message the provider took late.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,7 @@ use belofte_core::domain::{Channel, Instant};
 use crate::render::line::Line;
 use crate::rng::Rng;
 use crate::kafka::Producers;
-use crate::store::{Claimed, Settle, Store};
+use crate::store::{Claimed, Lease, Settle, Store};
 
 use super::config::DispatchConfig;
 use super::fallback;
@@ -33,6 +38,7 @@ pub struct Dispatcher {
     /// Where a message that failed for good is handed on (fallback, unreachable); it also
     /// holds the VERP encoder for the envelope sender.
     pub feedback: Arc<Feedback>,
+    leases: Leases,
     paused: Mutex<HashMap<Channel, Instant>>,
     rng: Mutex<Rng>,
 }
@@ -46,9 +52,32 @@ impl Dispatcher {
         producers: Arc<Producers>,
         cfg: DispatchConfig,
         feedback: Arc<Feedback>,
+        leases: Leases,
     ) -> Dispatcher {
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
-        Dispatcher { shared, store, email, sms, producers, cfg, feedback, paused: Mutex::new(HashMap::new()), rng: Mutex::new(Rng::new(seed)) }
+        Dispatcher {
+            shared,
+            store,
+            email,
+            sms,
+            producers,
+            cfg,
+            feedback,
+            leases,
+            paused: Mutex::new(HashMap::new()),
+            rng: Mutex::new(Rng::new(seed)),
+        }
+    }
+
+    /// At most this many sends of `channel` in flight: `dispatch.batch`, and for SMTP no
+    /// more than its pool runs at once — a claimed row starts its attempt at once, so its
+    /// lease counts from the real start (a row queued behind the pool could outlive it).
+    fn places(&self, channel: Channel) -> i64 {
+        let batch = self.cfg.batch.max(1);
+        match (channel, self.email.concurrency()) {
+            (Channel::Email, Some(pool)) => batch.min(pool.max(1) as i64),
+            _ => batch,
+        }
     }
 
     fn paused_until(&self, channel: Channel) -> Option<Instant> {
@@ -98,10 +127,10 @@ impl Dispatcher {
         loop {
             let stopping = *shutdown.borrow();
             let paused = self.paused_until(channel);
-            let room = self.cfg.batch.max(1) - in_flight.len() as i64;
+            let room = self.places(channel) - in_flight.len() as i64;
             if !stopping && paused.is_none() && room > 0 {
                 let now = self.shared.clock.now();
-                match self.store.claim(channel.as_str(), now, room).await {
+                match self.store.claim(channel.as_str(), now, room, self.leases.of(channel)).await {
                     Ok(rows) => self.start(channel, rows, &mut in_flight).await,
                     Err(e) => {
                         tracing::warn!(%channel, error = %e, "cannot claim outbox rows");
@@ -139,13 +168,23 @@ impl Dispatcher {
                 .filter_map(|r| r.map_err(|e| tracing::error!(%channel, error = %e, "a send task failed")).ok())
                 .collect();
             let pairs: Vec<(&Claimed, &Settle)> = ended.iter().map(|(row, settle)| (row, settle)).collect();
-            if let Err(e) = self.store.settle_many(&pairs, self.shared.clock.now()).await {
-                // The rows stay `sending`; the next start-up marks them unknown and resolves
-                // them (look-up for SMS, same Message-ID for email).
-                tracing::error!(%channel, rows = pairs.len(), error = %e, "cannot record delivery attempts");
-            } else if channel != Channel::Event {
+            let stale = match self.store.settle_many(&pairs, self.shared.clock.now()).await {
+                Ok(stale) => stale,
+                Err(e) => {
+                    // The rows stay `sending`; when their leases run out they are claimed
+                    // again as unknown (look-up for SMS, same Message-ID for email).
+                    tracing::error!(%channel, rows = pairs.len(), error = %e, "cannot record delivery attempts");
+                    continue;
+                }
+            };
+            for (row, settle) in ended.iter().filter(|(row, _)| stale.contains(&row.id)) {
+                // Our lease ran out before the attempt ended (a stalled process or database)
+                // and another claim took the row over: its result stands, not this one.
+                tracing::warn!(%channel, key = %row.notification_key, outcome = ?settle, "attempt ended after its lease was taken over; its result is not recorded");
+            }
+            if channel != Channel::Event {
                 // Only once the failure is committed: the fallback reads it back.
-                for (row, settle) in &ended {
+                for (row, settle) in ended.iter().filter(|(row, _)| !stale.contains(&row.id)) {
                     if matches!(settle, Settle::Failed { .. }) {
                         if let Err(e) = fallback::after_failure(&self.feedback, &row.notification_key).await {
                             tracing::error!(%channel, key = %row.notification_key, error = %e, "cannot decide the fallback of a failed message");
@@ -356,4 +395,27 @@ impl Dispatcher {
 enum Attempt {
     Provider(SendOutcome),
     Done(Settle),
+}
+
+/// The lease of each channel's claims: the channel's longest attempt plus the margin.
+pub struct Leases {
+    email: Lease,
+    sms: Lease,
+    event: Lease,
+}
+
+impl Leases {
+    /// `holder` names this instance; `event` is the longest delivery of an action event.
+    pub fn new(holder: &str, email: &EmailBackend, sms: &SmsBackend, event: Duration, margin: Duration) -> Leases {
+        let lease = |attempt: Duration| Lease { holder: holder.to_string(), length: attempt + margin };
+        Leases { email: lease(email.attempt_limit()), sms: lease(sms.attempt_limit()), event: lease(event) }
+    }
+
+    fn of(&self, channel: Channel) -> &Lease {
+        match channel {
+            Channel::Email => &self.email,
+            Channel::Sms => &self.sms,
+            Channel::Event => &self.event,
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! `belofte run`: the engine as a service. Kafka in, SQLite state and outbox, email, SMS
-//! and action events out; health and metrics over HTTP; clean shutdown on SIGTERM.
+//! `belofte run`: the engine as a service. Kafka in, state and outbox in SQLite or
+//! PostgreSQL, email, SMS and action events out; health and metrics over HTTP; clean
+//! shutdown on SIGTERM.
 //!
 //! Tasks: one processor owns the engine's state (`process`), one dispatcher worker per
 //! channel drains the outbox (`dispatch`), and the HTTP server reports (`http`). They meet
@@ -136,10 +137,6 @@ impl Running {
         if backfilled > 0 {
             tracing::info!(rows = backfilled, "emails from before delivery feedback got their message ref (their bounces are matched)");
         }
-        let recovered = store.recover(shared.clock.now()).await?;
-        if recovered > 0 {
-            tracing::warn!(rows = recovered, "messages were being sent when the last run stopped; they are checked before any resend");
-        }
         let email = match overrides.email {
             Some(e) => e,
             None => email_backend(&cfg)?,
@@ -148,6 +145,16 @@ impl Running {
             Some(s) => s,
             None => sms_backend(&cfg)?,
         };
+        // Nothing at start-up touches rows being sent: those of another live instance are
+        // its own, and those a crash left behind are claimed again when their leases run out.
+        let instance = cfg.instance_id();
+        let leases = dispatch::Leases::new(
+            &instance,
+            &email,
+            &sms,
+            Producers::delivery_limit(&cfg.kafka),
+            Duration::from_secs(cfg.dispatch.lease_margin_secs),
+        );
         let ingest = Arc::new(Ingest::new(&cfg.kafka)?);
         let producers = Arc::new(Producers::new(&cfg.kafka)?);
         let (tx, rx) = watch::channel(false);
@@ -200,12 +207,14 @@ impl Running {
             producers,
             cfg.dispatch.clone(),
             Arc::clone(&feedback),
+            leases,
         ));
         let workers = [Channel::Email, Channel::Sms, Channel::Event]
             .into_iter()
             .map(|channel| tokio::spawn(Arc::clone(&dispatcher).run(channel, rx.clone(), Arc::clone(&wake))))
             .collect();
-        tracing::info!(http = %http_addr, public = ?public_addr, database = %cfg.database.url, brokers = %cfg.kafka.brokers, "belofte is running");
+        // The URL is not logged: it may hold a password.
+        tracing::info!(http = %http_addr, public = ?public_addr, database = store.backend_name(), %instance, brokers = %cfg.kafka.brokers, "belofte is running");
         Ok(Running {
             http_addr,
             public_addr,

@@ -4,11 +4,10 @@
 //! rows in one transaction, and only then stores the Kafka offsets. A crash anywhere before
 //! the commit replays the batch; a crash after it finds the ids already seen.
 //!
-//! Ownership: partition `p` of the by-order topic, and with it partition `p` of every
-//! order-keyed topic (the range assignor keeps them together), is one `World`. An event is
-//! applied where its order lives (`route`); one that belongs to a partition another instance
-//! owns is forwarded there, and the source offset is stored only after the forward is
-//! acknowledged.
+//! Ownership: partition `p` of the by-order topic is one `World`, holding the orders whose
+//! events arrive on partition `p` of the order-keyed topics. An event is applied where its
+//! order lives (`route`); one that belongs to a partition another instance owns is forwarded
+//! there, and the source offset is stored only after the forward is acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -123,15 +122,6 @@ pub async fn run(
             ingest.store(r)?;
         }
         if !records.is_empty() {
-            // Committed now, not by the next auto-commit: a revoke then finds nothing to
-            // commit, so the partition's next owner starts exactly after this batch (a
-            // commit inside an eager revoke can be refused with "rebalance in progress").
-            let i = Arc::clone(&ingest);
-            match tokio::task::spawn_blocking(move || i.commit_now()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "offset commit after the batch failed; the next one carries it"),
-                Err(e) => tracing::warn!(error = %e, "offset commit task failed"),
-            }
             let per = started.elapsed().as_secs_f64() / records.len() as f64;
             for _ in &records {
                 shared.metrics.observe("belofte_event_seconds", &[], per);

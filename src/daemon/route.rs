@@ -1,8 +1,9 @@
 //! Where an event goes: the world of the partition its order lives in, here or on another
-//! instance. The topology of Kafka Streams' repartition topics: events keyed by order id
-//! arrive at their owner directly (co-partitioned topics); a carrier event, keyed by
-//! tracking number, finds its order's partition through the tracking table and is forwarded
-//! to that partition of the by-order topic; an incident goes to every partition.
+//! instance. The topology of Kafka Streams' repartition topics: an event keyed by order id on
+//! partition `p` belongs to by-order partition `p` (the topics are co-partitioned, checked at
+//! start-up) and is applied at once where this instance owns it, forwarded otherwise; a
+//! carrier event, keyed by tracking number, finds its order's partition through the
+//! tracking table and goes there; an incident goes to every partition.
 
 use std::collections::HashMap;
 

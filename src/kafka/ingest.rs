@@ -44,12 +44,13 @@ impl Ingest {
             ("group.id", cfg.group_id.as_str()),
             // Incremental rebalances: a joining or leaving instance only moves the partitions
             // that change owner; the others keep flowing.
-            // The range assignor gives partition `p` of every subscribed topic with the same
-            // partition count to the same member: an order's events on `orders`,
-            // `warehouse` and the by-order topic all reach the one instance that owns it
-            // (ownership by partition, see daemon::owned). Cooperative-sticky does not
-            // keep co-partitioned topics together.
-            ("partition.assignment.strategy", "range"),
+            // Incremental rebalances: a joining or leaving instance only moves the partitions
+            // that change owner; the others keep flowing, and a revoke can still commit
+            // (an eager rebalance's commit is refused as "rebalance in progress"). The
+            // assignor does not keep partition `p` of co-partitioned topics on one member;
+            // what arrives on a partition of an order-keyed topic whose by-order partition
+            // another member owns is forwarded there (daemon::route).
+            ("partition.assignment.strategy", "cooperative-sticky"),
             // The daemon stores an offset only after the database transaction holding the
             // event's effects has committed ...
             ("enable.auto.offset.store", "false"),

@@ -27,6 +27,14 @@ pub struct Producers {
 }
 
 impl Producers {
+    /// The longest `action` or `dead_letter` can take: the wait for room in the local queue
+    /// and librdkafka's `message.timeout.ms` (its default 300 s, unless `kafka.properties`
+    /// sets it).
+    pub fn delivery_limit(cfg: &KafkaConfig) -> Duration {
+        let message_timeout_ms = cfg.properties.get("message.timeout.ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(300_000);
+        QUEUE_TIMEOUT + Duration::from_millis(message_timeout_ms)
+    }
+
     pub fn new(cfg: &KafkaConfig) -> Result<Producers, KafkaError> {
         let config = cfg.client_config(&[
             // Retries after a lost acknowledgement must not write a record twice, and a

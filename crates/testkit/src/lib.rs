@@ -1,6 +1,7 @@
 //! Test doubles of the providers belofte delivers through, as real protocol peers on
-//! 127.0.0.1 (an ephemeral port each), scripted per message or request; and temporary
-//! folders. One copy, used by the tests, `belofte bench` and the demo.
+//! 127.0.0.1 (an ephemeral port each), scripted per message or request; a PostgreSQL
+//! database per test (`pg::TestDb`); and temporary folders. One copy, used by the tests,
+//! `belofte bench` and the demo.
 //!
 //! ```ignore
 //! use testkit::smtp::{DataAnswer, SmtpScript, SmtpServer};
@@ -20,6 +21,7 @@
 //! Answers are consumed in order across all connections/requests; once the script is used
 //! up, everything is accepted.
 
+pub mod pg;
 pub mod smtp;
 pub mod twilio;
 

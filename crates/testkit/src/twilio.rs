@@ -37,6 +37,11 @@ pub enum TwilioAnswer {
     /// Like `Delay`, but the message stays queued: no `date_sent` yet, so Twilio's
     /// `DateSent>` filter does not list it (as with a real queued message).
     DelayQueued(Duration),
+    /// Takes the request but creates the message only after this long, as a provider that
+    /// processes a request late, then answers 201 if the client still waits. The message is
+    /// created even when the client has gone (timed out, or its process was killed): only
+    /// a look-up after that moment finds it.
+    ProcessedLate(Duration),
     /// 400 `{"code":21211,"message":"The 'To' number is not a valid phone number.","status":400}`
     InvalidNumber,
     /// 400 with error 21610 (the recipient replied STOP).
@@ -294,6 +299,21 @@ async fn create(
             let created = create_message(&shared, &req, queued);
             tokio::time::sleep(delay).await;
             json_response(201, created)
+        }
+        TwilioAnswer::ProcessedLate(delay) => {
+            // Its own task: axum drops this handler when the client goes, the provider
+            // carries on.
+            let late = {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    create_message(&shared, &req, false)
+                })
+            };
+            match late.await {
+                Ok(created) => json_response(201, created),
+                Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the double's task failed").into_response(),
+            }
         }
         TwilioAnswer::TooManyRequests => {
             let mut response = error_json(429, 20429, "Too Many Requests");
