@@ -4,9 +4,9 @@
 ALTER TABLE orders ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
 ALTER TABLE seen_events ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
 ALTER TABLE parked ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
-CREATE INDEX orders_part ON orders (part);
-CREATE INDEX seen_events_part ON seen_events (part);
-CREATE INDEX parked_part ON parked (part);
+-- No index on `part`: every seen id and state write would pay for one, and a partition is
+-- loaded only when it is assigned (with SQLite's one instance: all of them, at start), by a
+-- scan.
 
 -- Which order a tracking number belongs to, and where that order lives: written when the
 -- order's warehouse.shipped commits, read by whichever instance consumes the carrier event.

@@ -47,7 +47,8 @@ impl Default for Metrics {
 }
 
 const HELP: &[(&str, &str, &str)] = &[
-    ("belofte_events_total", "counter", "Events consumed, by CloudEvents type and outcome (applied, duplicate, parked, ignored, rejected)."),
+    ("belofte_events_total", "counter", "Events consumed, by CloudEvents type and outcome (applied, duplicate, parked, ignored, rejected, forwarded)."),
+    ("belofte_forwarded_events_total", "counter", "Events forwarded to the by-order partition of the instance that owns their order, by why (partition, tracking, broadcast, order)."),
     ("belofte_dead_letters_total", "counter", "Events sent to the dead-letter topic, by why."),
     ("belofte_render_fallbacks_total", "counter", "Messages the compiled fast path left to Handlebars (a template it does not compile): the same words, slower."),
     ("belofte_render_failures_total", "counter", "Decided messages that could not be rendered (not enqueued; the log names order, kind and channel)."),
@@ -63,6 +64,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("belofte_outbox_oldest_seconds", "gauge", "How long the oldest due, unsent outbox row has waited past its send time, by channel (0: none)."),
     ("belofte_last_event_timestamp_seconds", "gauge", "Unix time of the last Kafka record this instance consumed (its start until the first)."),
     ("belofte_orders", "gauge", "Orders held in memory."),
+    ("belofte_partitions_owned", "gauge", "Partitions of the by-order topic this instance owns (their orders are the ones in memory)."),
     ("belofte_parked_events", "gauge", "Events waiting for their order or tracking number."),
     ("belofte_channel_paused", "gauge", "1 while a channel is paused because its credentials were refused."),
     ("belofte_ready", "gauge", "1 when the broker, the database and the dispatcher are usable."),

@@ -175,16 +175,21 @@ async fn rebalance(
         }
         Rebalanced::Assigned(added) => {
             let parts = topology.own_parts(&added);
-            if parts.is_empty() {
-                return Ok(());
-            }
+            // Known before any record is routed: an incident is copied to every partition,
+            // also by an instance that owns none of the by-order topic.
             if topology.partitions == 0 {
                 let i = Arc::clone(ingest);
                 let topic = topology.by_order.clone();
                 let count = tokio::task::spawn_blocking(move || i.partition_count(&topic, Duration::from_secs(10)))
                     .await
                     .map_err(|e| DaemonError::Setup(format!("reading topic metadata: {e}")))??;
+                if count == 0 {
+                    return Err(DaemonError::Setup(format!("topic {} has no partitions (does it exist?)", topology.by_order)));
+                }
                 topology.partitions = count;
+            }
+            if parts.is_empty() {
+                return Ok(());
             }
             let started = std::time::Instant::now();
             let epochs = store.take_over(&parts, &topology.instance).await?;
@@ -378,12 +383,12 @@ impl Step<'_, '_> {
                 let label = if matches!(outcome, Outcome::Applied(0)) && !forward_to.is_empty() { "forwarded" } else { outcome_label(outcome) };
                 metrics.inc("belofte_events_total", &[("type", kind), ("outcome", label)]);
                 for part in forward_to {
-                    g.forwards.push(Forward { part, key: None, payload: payload_of(r, &event), why: "broadcast" });
+                    g.forwards.push(Forward { part, key: None, payload: payload_of(r), why: "broadcast" });
                 }
             }
             Target::Forward { part, key, why } => {
                 metrics.inc("belofte_events_total", &[("type", kind), ("outcome", "forwarded")]);
-                g.forwards.push(Forward { part, key, payload: payload_of(r, &event), why });
+                g.forwards.push(Forward { part, key, payload: payload_of(r), why });
             }
             Target::Wait { tracking_number } => {
                 metrics.inc("belofte_events_total", &[("type", kind), ("outcome", "parked")]);
@@ -446,8 +451,10 @@ impl Step<'_, '_> {
                 }
                 Some(part) => {
                     g.batch.unrouted_removed.push(u.key);
-                    let payload = serde_json::to_vec(&u.event).unwrap_or_default();
-                    g.forwards.push(Forward { part, key: None, payload, why: "tracking" });
+                    match serde_json::to_vec(&u.event) {
+                        Ok(payload) => g.forwards.push(Forward { part, key: None, payload, why: "tracking" }),
+                        Err(e) => g.dead.push((parked_record(&u.event), format!("cannot forward the kept event: {e}"))),
+                    }
                 }
                 None => {
                     g.batch.unrouted_removed.push(u.key);
@@ -541,12 +548,10 @@ fn outcome_label(outcome: Outcome) -> &'static str {
     }
 }
 
-/// The CloudEvent to forward: the record's own bytes when it has them.
-fn payload_of(r: &Record, event: &Event) -> Vec<u8> {
-    match &r.payload {
-        Some(p) => p.clone(),
-        None => serde_json::to_vec(event).unwrap_or_default(),
-    }
+/// The CloudEvent to forward: the record's own bytes (a record without them was rejected
+/// before it was routed).
+fn payload_of(r: &Record) -> Vec<u8> {
+    r.payload.clone().unwrap_or_default()
 }
 
 /// A parked event that expired has no record of its own any more: dead-letter its JSON.
