@@ -85,9 +85,6 @@ impl EmbeddedBroker {
             .set("bootstrap.servers", &broker.bootstrap)
             // One record at a time, acknowledged before `produce` returns: no batching delay.
             .set("linger.ms", "0")
-            // Keys land where the shop's Java producers and belofte's own put them
-            // (`producers`): an order id on one partition number in every topic.
-            .set("partitioner", "murmur2_random")
             .set(
                 "message.timeout.ms",
                 PRODUCE_TIMEOUT.as_millis().to_string(),

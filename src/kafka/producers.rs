@@ -42,10 +42,9 @@ impl Producers {
             ("enable.idempotence", "true"),
             ("acks", "all"),
             // The Java client's partitioner (murmur2 of the key; no key: random), instead of
-            // librdkafka's CRC32 default. Records belofte keys by order id (forwarded to
-            // `by_order_topic`, actions) must land on the partition number the shop's own
-            // Java and Kafka Streams producers give that order id in the order-keyed topics:
-            // ownership by partition depends on it. This one producer writes every topic.
+            // librdkafka's CRC32 default: actions keyed by order id land where the shop's
+            // Java and Kafka Streams producers would put that key. Ownership does not depend
+            // on it: forwards to `by_order_topic` name their partition.
             ("partitioner", "murmur2_random"),
         ]);
         let context = ProducerObserver {

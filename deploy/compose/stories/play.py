@@ -127,8 +127,9 @@ def produce(planned, bootstrap, timeout):
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            # The Java client's partitioner, as belofte's own producer uses: an order id
-            # lands on the same partition number in every topic (librdkafka's default differs).
+            # One partitioner for every topic (here the Java client's, as a shop's Java
+            # producers use): an order id lands on one partition number in orders and
+            # warehouse, which is what ownership by partition needs.
             "partitioner": "murmur2_random",
         }
     )
