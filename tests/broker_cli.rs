@@ -125,7 +125,7 @@ async fn a_developer_gets_a_kafka_on_a_fixed_address_until_ctrl_c() {
     for topic in KafkaConfig::default().all_topics() {
         assert_eq!(counts.get(topic), Some(&3), "{topic} with 3 partitions: {counts:?}");
     }
-    assert_eq!(check_copartitioned(&cfg).await.ok(), Some(3), "belofte run would start on it");
+    assert_eq!(check_copartitioned(&cfg, Duration::from_secs(30)).await.ok(), Some(3), "belofte run would start on it");
 
     // Bootstrapped at the fixed address, the clients then talk to the broker the metadata
     // advertises: producing and consuming show that this works, not just the first request.

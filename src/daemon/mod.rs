@@ -124,8 +124,20 @@ impl Running {
                 .map_err(|e| DaemonError::Setup(format!("email.bounce_address: {e}")))?;
         }
         // Before anything is touched: topics that cannot carry ownership by partition stop us.
-        let partitions = topology::check_copartitioned(&cfg.kafka).await?;
-        tracing::info!(partitions, topics = ?cfg.kafka.order_keyed_topics, by_order = %cfg.kafka.by_order_topic, "kafka topics are co-partitioned");
+        // Brokers that do not answer yet do not: the daemon comes up not ready (as with any
+        // broker outage), and the processor checks once they answer, before it routes an
+        // event (`process::rebalance`).
+        let partitions = match topology::check_copartitioned(&cfg.kafka, START_CHECK_TIMEOUT).await {
+            Ok(partitions) => {
+                tracing::info!(partitions, topics = ?cfg.kafka.order_keyed_topics, by_order = %cfg.kafka.by_order_topic, "kafka topics are co-partitioned");
+                partitions
+            }
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!(error = %e, "kafka brokers not reachable yet; the topics are checked when they answer");
+                0
+            }
+            Err(e) => return Err(e.into()),
+        };
         let store = Arc::new(Store::open(&cfg.database.url).await?);
         let shared = Arc::new(Shared {
             settings,
@@ -187,8 +199,11 @@ impl Running {
         let topology = route::Topology {
             by_order: cfg.kafka.by_order_topic.clone(),
             order_keyed: cfg.kafka.order_keyed_topics.clone(),
-            partitions: 0,
+            // Known from the check (0: the brokers did not answer it yet): an instance that
+            // owns no by-order partition still forwards incidents to all of them.
+            partitions: i32::try_from(partitions).unwrap_or(i32::MAX),
             instance: instance_name(&cfg),
+            kafka: cfg.kafka.clone(),
         };
         let processor = tokio::spawn(process::run(
             Arc::clone(&shared),
@@ -300,6 +315,10 @@ impl Running {
         }
     }
 }
+
+/// How long start-up waits for the brokers' answer about each topic before it leaves the
+/// co-partitioning check to the processor.
+const START_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How this instance is named where instances meet (the store's partition owners): its
 /// static group member name when it has one, else host and process id.

@@ -20,6 +20,7 @@ use belofte_core::engine::Decision;
 use belofte_core::event::{decode, Event, Fact};
 use belofte_core::world::{event_key, Effects, Outcome};
 
+use crate::kafka::topology::check_copartitioned;
 use crate::kafka::{Ingest, Producers, Rebalanced, Record};
 use crate::render::line::{action_data, local_rfc3339, render_line};
 use crate::store::{Batch, NewMessage, Store, Unrouted};
@@ -103,7 +104,7 @@ pub async fn run(
         }
         note_rebalances(&ingest, &mut records, &mut changes);
         for change in changes {
-            rebalance(&shared, &ingest, &store, &mut topology, &mut owned, &mut fences, change).await?;
+            rebalance(&shared, &store, &mut topology, &mut owned, &mut fences, change).await?;
         }
         let now = {
             let now = shared.clock.now();
@@ -155,7 +156,6 @@ fn note_rebalances(ingest: &Ingest, records: &mut Vec<Record>, changes: &mut Vec
 /// assigned ones after taking them over in the store.
 async fn rebalance(
     shared: &Shared,
-    ingest: &Arc<Ingest>,
     store: &Store,
     topology: &mut Topology,
     owned: &mut Owned<'_>,
@@ -178,15 +178,11 @@ async fn rebalance(
             // Known before any record is routed: an incident is copied to every partition,
             // also by an instance that owns none of the by-order topic.
             if topology.partitions == 0 {
-                let i = Arc::clone(ingest);
-                let topic = topology.by_order.clone();
-                let count = tokio::task::spawn_blocking(move || i.partition_count(&topic, Duration::from_secs(10)))
-                    .await
-                    .map_err(|e| DaemonError::Setup(format!("reading topic metadata: {e}")))??;
-                if count == 0 {
-                    return Err(DaemonError::Setup(format!("topic {} has no partitions (does it exist?)", topology.by_order)));
-                }
-                topology.partitions = count;
+                // The brokers answer now (they assigned us partitions): the check that
+                // start-up could not make, before any record is routed.
+                let count = check_copartitioned(&topology.kafka, Duration::from_secs(30)).await?;
+                topology.partitions = i32::try_from(count).unwrap_or(i32::MAX);
+                tracing::info!(partitions = count, "kafka topics are co-partitioned");
             }
             if parts.is_empty() {
                 return Ok(());

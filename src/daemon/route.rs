@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use belofte_core::event::{Event, Route};
 
-use crate::kafka::Record;
+use crate::kafka::{KafkaConfig, Record};
 
 use super::owned::{Owned, LEGACY};
 
@@ -24,6 +24,8 @@ pub struct Topology {
     pub partitions: i32,
     /// This instance's name in the store (`partition_owners`).
     pub instance: String,
+    /// For the co-partitioning check, when the brokers did not answer it at start-up.
+    pub kafka: KafkaConfig,
 }
 
 impl Topology {

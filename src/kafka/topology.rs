@@ -17,9 +17,6 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::{KafkaConfig, KafkaError};
 
-/// How long the check waits for the cluster's answer about one topic. Longer than a broker's
-/// restart; an unreachable cluster stops start-up after it (the supervisor restarts us).
-const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the topics cannot carry ownership by partition.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +29,20 @@ pub enum TopologyError {
     NotCopartitioned(Topics),
     #[error("kafka: the co-partitioning check stopped: {0}")]
     Interrupted(String),
+}
+
+impl TopologyError {
+    /// The brokers did not answer (down, unresolvable, refusing our credentials, or silent
+    /// past the timeout): nothing is known yet about the topics, as opposed to an answer
+    /// that they are wrong.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            TopologyError::Kafka(e) => e.rdkafka().rdkafka_error_code().is_some_and(|c| {
+                super::observe::means_unreachable(c) || matches!(c, RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::MessageTimedOut)
+            }),
+            _ => false,
+        }
+    }
 }
 
 /// Each topic the check looked at with its partition count (`None`: it does not exist), in
@@ -82,16 +93,17 @@ impl fmt::Display for Topics {
 /// Checks that the order-keyed topics and the by-order topic all exist with one partition
 /// count, and returns that count. Reads metadata only: nothing is created (auto-creation is
 /// off for this client, so a missing topic is reported, not made with the broker's default).
-pub async fn check_copartitioned(cfg: &KafkaConfig) -> Result<usize, TopologyError> {
+/// `timeout` bounds the wait for each topic's metadata.
+pub async fn check_copartitioned(cfg: &KafkaConfig, timeout: Duration) -> Result<usize, TopologyError> {
     let cfg = cfg.clone();
     // librdkafka's metadata calls block, and so does closing the client.
-    tokio::task::spawn_blocking(move || partition_counts(&cfg))
+    tokio::task::spawn_blocking(move || partition_counts(&cfg, timeout))
         .await
         .map_err(|e| TopologyError::Interrupted(e.to_string()))??
         .common_count()
 }
 
-fn partition_counts(cfg: &KafkaConfig) -> Result<Topics, TopologyError> {
+fn partition_counts(cfg: &KafkaConfig, timeout: Duration) -> Result<Topics, TopologyError> {
     let client: BaseConsumer = cfg
         .client_config(&[("allow.auto.create.topics", "false")])
         .create()
@@ -105,7 +117,7 @@ fn partition_counts(cfg: &KafkaConfig) -> Result<Topics, TopologyError> {
     let mut found = Vec::with_capacity(topics.len());
     for topic in topics {
         let metadata = client
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .fetch_metadata(Some(topic), timeout)
             .map_err(|e| KafkaError::new(format!("reading the metadata of topic {topic}"), e))?;
         let listed = metadata.topics().iter().find(|t| t.name() == topic.as_str());
         let count = match listed.map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions())) {
