@@ -187,7 +187,9 @@ impl Running {
         let topology = route::Topology {
             by_order: cfg.kafka.by_order_topic.clone(),
             order_keyed: cfg.kafka.order_keyed_topics.clone(),
-            partitions: 0,
+            // Known from the co-partitioning check: an instance that owns no by-order
+            // partition (yet) still forwards broadcasts to all of them.
+            partitions: i32::try_from(partitions).unwrap_or(i32::MAX),
             instance: instance_name(&cfg),
         };
         let processor = tokio::spawn(process::run(

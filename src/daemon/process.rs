@@ -43,7 +43,7 @@ pub async fn run(
     ingest: Arc<Ingest>,
     producers: Arc<Producers>,
     store: Arc<Store>,
-    mut topology: Topology,
+    topology: Topology,
     mut shutdown: watch::Receiver<bool>,
     wake_dispatch: Arc<Notify>,
 ) -> Result<(), DaemonError> {
@@ -103,7 +103,7 @@ pub async fn run(
         }
         note_rebalances(&ingest, &mut records, &mut changes);
         for change in changes {
-            rebalance(&shared, &ingest, &store, &mut topology, &mut owned, &mut fences, change).await?;
+            rebalance(&shared, &store, &topology, &mut owned, &mut fences, change).await?;
         }
         let now = {
             let now = shared.clock.now();
@@ -155,9 +155,8 @@ fn note_rebalances(ingest: &Ingest, records: &mut Vec<Record>, changes: &mut Vec
 /// assigned ones after taking them over in the store.
 async fn rebalance(
     shared: &Shared,
-    ingest: &Arc<Ingest>,
     store: &Store,
-    topology: &mut Topology,
+    topology: &Topology,
     owned: &mut Owned<'_>,
     fences: &mut BTreeMap<i32, i64>,
     change: Rebalanced,
@@ -177,14 +176,6 @@ async fn rebalance(
             let parts = topology.own_parts(&added);
             if parts.is_empty() {
                 return Ok(());
-            }
-            if topology.partitions == 0 {
-                let i = Arc::clone(ingest);
-                let topic = topology.by_order.clone();
-                let count = tokio::task::spawn_blocking(move || i.partition_count(&topic, Duration::from_secs(10)))
-                    .await
-                    .map_err(|e| DaemonError::Setup(format!("reading topic metadata: {e}")))??;
-                topology.partitions = count;
             }
             let started = std::time::Instant::now();
             let epochs = store.take_over(&parts, &topology.instance).await?;
@@ -503,11 +494,18 @@ impl Lookups {
         let mut shipped = Vec::new();
         let mut orders = Vec::new();
         for (r, e) in events {
+            // A shipped event forwarded here (its warehouse partition is consumed by another
+            // instance) releases the carrier events kept for its number like any other:
+            // skipped, they waited for the next look and were applied after later events.
+            if let Fact::Shipped { tracking_number, .. } = &e.fact {
+                shipped.push(tracking_number.to_string());
+                continue;
+            }
+            // Forwarded events are routed already; nothing to look up for them.
             if r.topic == topology.by_order {
                 continue;
             }
             match &e.fact {
-                Fact::Shipped { tracking_number, .. } => shipped.push(tracking_number.to_string()),
                 Fact::OrderPlaced(_) => {}
                 f => match f.route() {
                     belofte_core::event::Route::Tracking(n) if owned.part_of_tracking(n).is_none() => numbers.push(n.to_string()),

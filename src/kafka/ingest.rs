@@ -182,17 +182,6 @@ impl Ingest {
         self.observed.is_healthy()
     }
 
-    /// How many partitions `topic` has, from the brokers' metadata. Blocks (up to
-    /// `timeout`): call it off the runtime's threads.
-    pub fn partition_count(&self, topic: &str, timeout: std::time::Duration) -> Result<i32, KafkaError> {
-        let meta = self
-            .consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| KafkaError::new(format!("reading the metadata of topic {topic}"), e))?;
-        let count = meta.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
-        Ok(i32::try_from(count).unwrap_or(i32::MAX))
-    }
-
     /// How many partitions this member holds now (the demo waits for its first ones).
     pub fn assigned_partitions(&self) -> usize {
         self.consumer.assignment().map(|tpl| tpl.count()).unwrap_or(0)
