@@ -21,6 +21,8 @@ use testkit::smtp::SmtpScript;
 
 const PARTITIONS: i32 = 6;
 const ORDERS: usize = 1200;
+/// The longest a start, a crash or a clean stop of one instance may take.
+const SCALING: Duration = Duration::from_secs(30);
 
 const BRANDS: [&str; 3] = ["lumen", "hofman", "pip"];
 const LOCALES: [&str; 3] = ["nl-NL", "en-GB", "nl-BE"];
@@ -229,6 +231,11 @@ async fn start(cfg: DaemonConfig, clock: &Clock) -> Running {
         .expect("daemon starts")
 }
 
+/// A start, crash or stop of one instance, bounded: one that hangs names itself.
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(SCALING, f).await.unwrap_or_else(|_| panic!("{what} took longer than {SCALING:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_scaled_and_crashed_mid_stream_deliver_exactly_what_simulate_decides() {
     let broker = support::broker(PARTITIONS);
@@ -268,14 +275,21 @@ async fn three_instances_scaled_and_crashed_mid_stream_deliver_exactly_what_simu
         // replacement, then one stopped cleanly: 2 remain.
         match step {
             1 => {
-                running.insert("b", start(instance(&broker, &db.url, &peers, "b"), &clock).await);
-                running.insert("c", start(instance(&broker, &db.url, &peers, "c"), &clock).await);
+                for name in ["b", "c"] {
+                    let r = bounded("a start", start(instance(&broker, &db.url, &peers, name), &clock)).await;
+                    running.insert(name, r);
+                }
             }
             4 => {
-                running.remove("b").expect("b runs").abort().await;
-                running.insert("d", start(instance(&broker, &db.url, &peers, "d"), &clock).await);
+                let crashed = running.remove("b").expect("b runs");
+                bounded("the crash of b", crashed.abort()).await;
+                let r = bounded("a start", start(instance(&broker, &db.url, &peers, "d"), &clock)).await;
+                running.insert("d", r);
             }
-            6 => running.remove("a").expect("a runs").shutdown().await.expect("clean shutdown"),
+            6 => {
+                let stopped = running.remove("a").expect("a runs");
+                bounded("the shutdown of a", stopped.shutdown()).await.expect("clean shutdown");
+            }
             _ => {}
         }
         settled(&applied, &produced, &shipped).await;
@@ -335,7 +349,7 @@ async fn three_instances_scaled_and_crashed_mid_stream_deliver_exactly_what_simu
     assert_eq!(event_keys.len(), want_events);
 
     for (_, r) in running {
-        r.shutdown().await.expect("clean shutdown");
+        bounded("a shutdown", r.shutdown()).await.expect("clean shutdown");
     }
     applied.pool.close().await;
 }
