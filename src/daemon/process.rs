@@ -506,11 +506,18 @@ impl Lookups {
         let mut shipped = Vec::new();
         let mut orders = Vec::new();
         for (r, e) in events {
+            // A shipped event forwarded here (its warehouse partition is consumed by another
+            // instance) releases the carrier events kept for its number like any other:
+            // skipped, they waited for the next look and were applied after later events.
+            if let Fact::Shipped { tracking_number, .. } = &e.fact {
+                shipped.push(tracking_number.to_string());
+                continue;
+            }
+            // Forwarded events are routed already; nothing to look up for them.
             if r.topic == topology.by_order {
                 continue;
             }
             match &e.fact {
-                Fact::Shipped { tracking_number, .. } => shipped.push(tracking_number.to_string()),
                 Fact::OrderPlaced(_) => {}
                 f => match f.route() {
                     belofte_core::event::Route::Tracking(n) if owned.part_of_tracking(n).is_none() => numbers.push(n.to_string()),

@@ -20,7 +20,7 @@ pub struct Topology {
     pub by_order: String,
     /// Consumed topics keyed by order id, co-partitioned with `by_order`.
     pub order_keyed: Vec<String>,
-    /// Partitions of `by_order` (read from the brokers at the first assignment).
+    /// Partitions of `by_order` (read from the brokers at start-up, `kafka::topology`).
     pub partitions: i32,
     /// This instance's name in the store (`partition_owners`).
     pub instance: String,

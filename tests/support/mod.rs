@@ -1,0 +1,140 @@
+//! What the daemon's end-to-end tests share: the configuration, templates and settings of
+//! the repository, the protocol peers (an SMTP server and a Twilio double), a daemon
+//! configuration pointed at them and at an embedded broker, how a producer routes an event
+//! line, waiting for a condition, and what `simulate` decides for a stream.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use belofte::channels::{SmtpConfig, Tls, TwilioConfig};
+use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
+use belofte::daemon::DaemonConfig;
+use belofte::kafka::mock::EmbeddedBroker;
+use belofte::kafka::KafkaConfig;
+use belofte::render::line::Line;
+use belofte::render::Templates;
+use belofte::settings::{self, Settings};
+use belofte::simulate::Simulation;
+use belofte_core::domain::Instant;
+use serde_json::Value;
+use testkit::smtp::{SmtpHandle, SmtpScript, SmtpServer};
+use testkit::twilio::{TwilioAnswer, TwilioDouble, TwilioHandle};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn settings() -> Settings {
+    settings::load(&root().join("config")).expect("config loads")
+}
+
+pub fn templates() -> Templates {
+    Templates::load(&root().join("templates")).expect("templates load")
+}
+
+/// The providers every instance of a test sends to: one SMTP server, one Twilio.
+pub struct Peers {
+    pub smtp_port: u16,
+    pub smtp: SmtpHandle,
+    pub twilio_url: String,
+    pub twilio: TwilioHandle,
+}
+
+pub async fn peers(smtp: SmtpScript, twilio: Vec<TwilioAnswer>) -> Peers {
+    let (addr, smtp) = SmtpServer::start(smtp).await;
+    let (twilio_url, twilio) = TwilioDouble::start(twilio).await;
+    Peers { smtp_port: addr.port(), smtp, twilio_url, twilio }
+}
+
+/// A daemon on `broker`, the database at `database_url` and `peers`, in consumer group `group`,
+/// with short polls, backoffs and leases so that tests run in seconds.
+pub fn config_at(broker: &EmbeddedBroker, database_url: &str, peers: &Peers, group: &str) -> DaemonConfig {
+    let mut cfg = DaemonConfig::default();
+    cfg.kafka.brokers = broker.bootstrap();
+    cfg.kafka.group_id = group.into();
+    cfg.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
+    cfg.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
+    cfg.database.url = database_url.to_string();
+    cfg.email.backend = EmailBackendKind::Smtp;
+    cfg.email.smtp = SmtpConfig { host: "127.0.0.1".into(), port: peers.smtp_port, tls: Tls::None, timeout_secs: 2, ..SmtpConfig::default() };
+    cfg.sms.backend = SmsBackendKind::Twilio;
+    cfg.sms.twilio = TwilioConfig {
+        base_url: peers.twilio_url.clone(),
+        account_sid: "ACtest".into(),
+        auth_token: Some("token-secret".into()),
+        from: Some("Belofte".into()),
+        timeout_secs: 1,
+        ..TwilioConfig::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".into();
+    cfg.dispatch.poll_ms = 20;
+    cfg.dispatch.backoff_base_ms = 20;
+    cfg.dispatch.backoff_cap_ms = 200;
+    cfg.dispatch.unknown_recheck_secs = 0;
+    // Sends cut off by a crash are taken over when their lease runs out: the longest
+    // attempt (SMTP 4 × 2 s, Twilio 3 × 1 s) plus this.
+    cfg.dispatch.lease_margin_secs = 1;
+    cfg
+}
+
+/// An embedded broker with every topic belofte uses, each of `partitions` partitions.
+pub fn broker(partitions: i32) -> EmbeddedBroker {
+    let b = EmbeddedBroker::start(partitions).expect("embedded broker");
+    b.create_topics(&KafkaConfig::default().all_topics()).expect("topics");
+    b
+}
+
+/// Topic and key of an event line, as a producer would choose them.
+pub fn route(line: &str) -> (&'static str, Option<Vec<u8>>) {
+    let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    let kind = v["type"].as_str().unwrap_or("");
+    let key = |f: &str| v["data"][f].as_str().map(|s| s.as_bytes().to_vec());
+    if kind.starts_with("order.") {
+        ("orders", key("order_id"))
+    } else if kind.starts_with("warehouse.") {
+        ("warehouse", key("order_id").or_else(|| key("warehouse")))
+    } else {
+        ("carrier", key("tracking_number").or_else(|| key("carrier")))
+    }
+}
+
+
+pub async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn eventually_async<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What `simulate` prints for the same stream, as parsed lines.
+pub fn simulated(lines: &[String], until: Instant) -> Vec<Line> {
+    let s = settings();
+    let t = templates();
+    let input = lines.join("\n");
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    Simulation::new(&s.policy, &t).run(input.as_bytes(), Some(until), &mut out, &mut err, "test").expect("simulate");
+    String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("line")).collect()
+}
+
+/// The fields a customer sees, to compare the daemon's outbox with simulate's lines.
+pub fn seen_by_customer(l: &Line) -> String {
+    format!(
+        "{} {} {} {} {:?} {:?} {:?} {:?} {:?}",
+        l.order_id, l.kind, l.channel, l.send_at, l.to, l.subject, l.text, l.promise.as_ref().map(|p| &p.new), l.compensation_eur
+    )
+}
