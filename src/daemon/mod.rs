@@ -347,9 +347,28 @@ pub async fn stop_signal() {
     }
 }
 
-/// Closing a Kafka consumer blocks (it leaves the group); not on a runtime thread.
+/// How long stopping waits for the Kafka consumer to leave its group.
+const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Closing a Kafka consumer blocks (it leaves the group, commits); not on a runtime thread,
+/// and not on one of the runtime's blocking threads either: a close that never returns (a
+/// broker gone mid-rebalance) would then hold the runtime's shutdown forever. On a thread of
+/// its own it is waited for `CONSUMER_CLOSE_TIMEOUT`, then left; the group's session timeout
+/// ends the membership, and the offsets stored since the last commit are replayed (and
+/// deduplicated) by the next owner.
 async fn drop_off_runtime(ingest: Arc<Ingest>) {
-    let _ = tokio::task::spawn_blocking(move || drop(ingest)).await;
+    let (closed, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("belofte-kafka-close".to_string()).spawn(move || {
+        drop(ingest);
+        let _ = closed.send(());
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the thread that closes the Kafka consumer");
+        return;
+    }
+    if tokio::time::timeout(CONSUMER_CLOSE_TIMEOUT, done).await.is_err() {
+        tracing::warn!("the Kafka consumer did not close within 10 s; stopping without it (the group's session timeout ends its membership)");
+    }
 }
 
 /// Logging: text or JSON, filter from the config (`RUST_LOG` wins when set).
