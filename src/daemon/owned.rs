@@ -70,7 +70,7 @@ impl<'p> Owned<'p> {
         self.worlds.iter_mut().map(|(p, w)| (*p, w))
     }
 
-    /// The partition holding order `id`, among the given preference first.
+    /// The partition whose world holds order `id`.
     pub fn part_of_order(&self, id: &str) -> Option<i32> {
         self.worlds.iter().find(|(_, w)| w.order(id).is_some()).map(|(p, _)| *p)
     }

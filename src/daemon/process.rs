@@ -175,11 +175,10 @@ async fn rebalance(
         }
         Rebalanced::Assigned(added) => {
             let parts = topology.own_parts(&added);
-            // Known before any record is routed: an incident is copied to every partition,
-            // also by an instance that owns none of the by-order topic.
+            // The brokers answer now (they assigned us partitions): the check start-up could
+            // not make, before any record is routed. Its partition count is what an incident
+            // is copied to, also by an instance that owns none of the by-order topic.
             if topology.partitions == 0 {
-                // The brokers answer now (they assigned us partitions): the check that
-                // start-up could not make, before any record is routed.
                 let count = check_copartitioned(&topology.kafka, Duration::from_secs(30)).await?;
                 topology.partitions = i32::try_from(count).unwrap_or(i32::MAX);
                 tracing::info!(partitions = count, "kafka topics are co-partitioned");
@@ -418,12 +417,17 @@ impl Step<'_, '_> {
         let Some(number) = number else { return };
         g.batch.tracking.push((number.to_string(), order.to_string(), part));
         for u in waiting.remove(number.as_str()).unwrap_or_default() {
-            g.batch.unrouted_removed.push(u.key);
-            let kind = u.event.type_name();
-            match self.apply(g, part, u.event.clone(), u.key) {
-                Ok(outcome) => self.shared.metrics.inc("belofte_events_total", &[("type", kind), ("outcome", outcome_label(outcome))]),
-                Err(reason) => g.dead.push((parked_record(&u.event), reason)),
-            }
+            self.release(g, part, u);
+        }
+    }
+
+    /// A kept carrier event into the world of its order's partition; it leaves `unrouted`.
+    fn release(&mut self, g: &mut Gathered, part: i32, u: Unrouted) {
+        g.batch.unrouted_removed.push(u.key);
+        let kind = u.event.type_name();
+        match self.apply(g, part, u.event.clone(), u.key) {
+            Ok(outcome) => self.shared.metrics.inc("belofte_events_total", &[("type", kind), ("outcome", outcome_label(outcome))]),
+            Err(reason) => g.dead.push((parked_record(&u.event), reason)),
         }
     }
 
@@ -437,14 +441,7 @@ impl Step<'_, '_> {
                 continue;
             }
             match u.part {
-                Some(part) if self.owned.owns(part) => {
-                    g.batch.unrouted_removed.push(u.key);
-                    let kind = u.event.type_name();
-                    match self.apply(g, part, u.event.clone(), u.key) {
-                        Ok(outcome) => self.shared.metrics.inc("belofte_events_total", &[("type", kind), ("outcome", outcome_label(outcome))]),
-                        Err(reason) => g.dead.push((parked_record(&u.event), reason)),
-                    }
-                }
+                Some(part) if self.owned.owns(part) => self.release(g, part, u),
                 Some(part) => {
                     g.batch.unrouted_removed.push(u.key);
                     match serde_json::to_vec(&u.event) {
