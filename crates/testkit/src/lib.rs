@@ -24,6 +24,7 @@
 pub mod pg;
 pub mod smtp;
 pub mod twilio;
+pub mod webdriver;
 
 /// Temporary folders, removed when dropped.
 pub use tempfile::{tempdir, TempDir};
