@@ -5,7 +5,7 @@
 //! The protocol is plain JSON over HTTP, so reqwest is the whole client.
 //!
 //! ```ignore
-//! let Some(driver) = testkit::webdriver::chromedriver() else { return };
+//! let Some(driver) = testkit::webdriver::chromedriver_for("my_test") else { return };
 //! let browser = Browser::start(&driver, BrowserOptions::default()).await?;
 //! browser.goto("http://127.0.0.1:8080/console/login").await?;
 //! browser.find("input[name=token]").await?.type_text("secret").await?;
@@ -65,6 +65,21 @@ pub fn chromedriver() -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join("chromedriver"))
         .find(|p| p.is_file())
+}
+
+/// The chromedriver for a test that needs a browser. Missing in CI (`CI` set) is a failure
+/// that says how to install it; missing on a developer's machine prints a note and gives
+/// `None`, and the test returns without running.
+pub fn chromedriver_for(test: &str) -> Option<PathBuf> {
+    let found = chromedriver();
+    if found.is_none() {
+        let how = "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does) or set CHROMEDRIVER";
+        if std::env::var_os("CI").is_some() {
+            panic!("{test}: chromedriver is missing in CI: {how}");
+        }
+        eprintln!("{test}: skipped, no chromedriver on this machine: {how}");
+    }
+    found
 }
 
 /// The window and the browser binary. Chromium always runs with `--headless --no-sandbox
