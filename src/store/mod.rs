@@ -13,11 +13,13 @@ use belofte_core::domain::{Channel, Instant};
 use belofte_core::engine::{Decision, OrderState, Status};
 use belofte_core::event::Event;
 
+mod console;
 mod feedback;
 mod partitions;
 mod postgres;
 mod sqlite;
 
+pub use console::{AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, DEAD_LETTER_PAYLOAD_MAX, PROBLEM_STATUSES};
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
 
@@ -124,6 +126,8 @@ pub struct Batch {
     /// Per notification key of `messages`: the notice number and the decision as JSON
     /// (customer rows; a fallback is rendered from it). Rows without an entry have neither.
     pub notices: HashMap<String, (u32, String)>,
+    /// Events given up (also produced to the dead-letter topic once this commits).
+    pub dead_letters: Vec<NewDeadLetter>,
 }
 
 impl Batch {
@@ -136,6 +140,7 @@ impl Batch {
             && self.unrouted_added.is_empty()
             && self.unrouted_removed.is_empty()
             && self.messages.is_empty()
+            && self.dead_letters.is_empty()
     }
 }
 
