@@ -14,7 +14,7 @@ use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
 use belofte::settings::Settings;
 use serde_json::Value;
-use support::{config_at, eventually, eventually_async, feed, peers, processed, route, seen_by_customer, settings, simulated, stories, templates, Peers};
+use support::{config_at, eventually, eventually_async, feed, peers, processed, root, route, seen_by_customer, settings, simulated, stories, templates, Peers};
 use testkit::smtp::{DataAnswer, SmtpScript};
 use testkit::twilio::TwilioAnswer;
 

@@ -1,5 +1,5 @@
 //! The daemon's sections of the configuration (`[database]`, `[kafka]`, `[email]`, `[sms]`,
-//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[console]`), read from the same layered sources as the
+//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[console]`, `[trace]`), read from the same layered sources as the
 //! policy.
 
 use serde::Deserialize;
@@ -21,6 +21,7 @@ pub struct DaemonConfig {
     pub fallback: FallbackConfig,
     pub log: LogConfig,
     pub console: ConsoleConfig,
+    pub trace: TraceConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +308,20 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// `[trace]`: every order's trace (`shared/spec/trace.md`), kept for its timeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceConfig {
+    /// The worlds record their steps and each batch writes them to the `trace` table.
+    pub keep: bool,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig { keep: true }
     }
 }
 

@@ -60,19 +60,20 @@ impl PgStore {
             }
         }
         if !encoded.orders.is_empty() {
-            let (ids, states, open): (Vec<&str>, Vec<&str>, Vec<bool>) =
-                multiunzip(encoded.orders.iter().map(|(id, json, open, _)| (id.as_str(), json.as_str(), *open)));
-            let parts: Vec<i32> = encoded.orders.iter().map(|o| o.3).collect();
+            let os = &encoded.orders;
             sqlx::query(
-                "INSERT INTO orders (order_id, state, open, updated_at, part)
-                 SELECT id, state, open, $4, part FROM UNNEST($1::text[], $2::text[], $3::boolean[], $5::int[]) AS t(id, state, open, part)
+                "INSERT INTO orders (order_id, state, open, updated_at, part, email, phone)
+                 SELECT id, state, open, $4, part, email, phone
+                 FROM UNNEST($1::text[], $2::text[], $3::boolean[], $5::int[], $6::text[], $7::text[]) AS t(id, state, open, part, email, phone)
                  ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, open = excluded.open, updated_at = excluded.updated_at, part = excluded.part",
             )
-            .bind(ids)
-            .bind(states)
-            .bind(open)
+            .bind(os.iter().map(|o| o.id.as_str()).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.state.as_str()).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.open).collect::<Vec<_>>())
             .bind(now)
-            .bind(parts)
+            .bind(os.iter().map(|o| o.part).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.email.as_deref()).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.phone.as_deref()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
@@ -169,6 +170,7 @@ impl PgStore {
             .await?;
         }
         super::console::postgres::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
+        super::trace::postgres::insert(&mut tx, &encoded.trace).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -370,13 +372,18 @@ impl PgStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
-    pub(super) async fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        let rows = sqlx::query(
+    /// Every row, or one order's (through `outbox_notice`).
+    pub(super) async fn outbox(&self, order_id: Option<&str>) -> Result<Vec<OutboxView>, StoreError> {
+        let q = format!(
             "SELECT id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id
-             FROM outbox ORDER BY send_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             FROM outbox {} ORDER BY send_at, id",
+            if order_id.is_some() { "WHERE order_id = $1" } else { "" }
+        );
+        let mut query = sqlx::query(&q);
+        if let Some(id) = order_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .map(|r| OutboxView {

@@ -100,7 +100,7 @@ pub fn route(line: &str) -> (&'static str, Option<Vec<u8>>) {
     }
 }
 
-/// Events the daemon has taken in (every outcome: applied, duplicate, parked, rejected).
+
 pub fn processed(r: &Running) -> usize {
     r.shared.metrics.counter_total("belofte_events_total") as usize
 }
@@ -123,8 +123,7 @@ pub fn stories(names: &[&str]) -> Vec<String> {
     lines.into_iter().map(|(_, _, l)| l).collect()
 }
 
-/// Feed a stream on a hand-set clock, each event at its own time, waiting for each; `from`
-/// is the count of events the daemon had taken in before.
+/// Feed a stream on a hand-set clock, each event at its own time, waiting for each.
 pub async fn feed(broker: &EmbeddedBroker, running: &Running, clock: &Clock, lines: &[String], from: usize) {
     for (i, line) in lines.iter().enumerate() {
         let v: Value = serde_json::from_str(line).expect("json");
