@@ -29,7 +29,7 @@ use belofte_core::domain::{Channel, Kind, Lang, Reason, Tone};
 use belofte_core::notice::Notice;
 use belofte_core::policy::Brand;
 
-pub use words::sms_units;
+pub use words::{sms_size, sms_units, SmsSize};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
