@@ -12,7 +12,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -149,6 +150,30 @@ fn form_html(s: &Session, id: &str, b: &Brand) -> String {
     )
 }
 
+/// The API routes, mounted under `/api` and `/console/api`.
+pub fn api() -> Router<super::State> {
+    Router::new()
+        .route("/brands", get(api_list))
+        .route("/brands/lint", post(api_lint))
+        .route("/brands/preview", post(api_preview))
+        .route("/brands/{id}", get(api_get))
+        .route("/brands/{id}/versions", get(api_versions))
+        .route("/brands/{id}/publish", post(api_publish))
+        .route("/brands/{id}/rollback/{version}", post(api_rollback))
+        .route("/brands/{id}/restore", post(api_restore))
+}
+
+/// The pages.
+pub fn pages() -> Router<super::State> {
+    Router::new()
+        .route(PAGE, get(page_list))
+        .route("/console/brands/{id}", get(page_show))
+        .route("/console/brands/{id}/draft", post(page_draft))
+        .route("/console/brands/{id}/publish", post(page_publish))
+        .route("/console/brands/{id}/rollback/{version}", post(page_rollback))
+        .route("/console/brands/{id}/restore", post(page_restore))
+}
+
 // ---------------------------------------------------------------- API
 
 /// `GET /brands`.
@@ -255,6 +280,11 @@ pub async fn api_publish(State(c): State<super::State>, Extension(who): Extensio
 /// `POST /brands/{id}/rollback/{version}`.
 pub async fn api_rollback(State(c): State<super::State>, Extension(who): Extension<Who>, Path((id, version)): Path<(String, i64)>) -> Response {
     documents::rollback(&c, &who, KIND, &id, version).await.json()
+}
+
+/// `POST /brands/{id}/restore`: the configured brand published again.
+pub async fn api_restore(State(c): State<super::State>, Extension(who): Extension<Who>, Path(id): Path<String>) -> Response {
+    documents::restore_shipped(&c, &who, KIND, &id).await.json()
 }
 
 // ---------------------------------------------------------------- pages

@@ -16,7 +16,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -137,6 +138,20 @@ async fn draft(c: &Console, path: &str, text: &str) -> Result<(Result<Arc<Templa
     let mut files = c.shared.live.get().templates.files().clone();
     files.put(path, text.to_string(), wording::document_label(KIND, path, None));
     Ok((Templates::compile(files).map(Arc::new).map_err(|e| e.to_string()), problems))
+}
+
+/// The API routes, mounted under `/api` and `/console/api`.
+pub fn api() -> Router<super::State> {
+    Router::new()
+        .route("/templates", get(api_list))
+        .route("/templates/lint", post(api_lint))
+        .route("/templates/preview", post(api_preview))
+        .route("/templates/{*rest}", get(api_get).post(api_change))
+}
+
+/// The pages.
+pub fn pages() -> Router<super::State> {
+    Router::new().route(PAGE, get(page_list)).route("/console/templates/{*rest}", get(page_show).post(page_change))
 }
 
 // ---------------------------------------------------------------- API
