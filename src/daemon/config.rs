@@ -1,5 +1,5 @@
 //! The daemon's sections of the configuration (`[database]`, `[kafka]`, `[email]`, `[sms]`,
-//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`), read from the same layered sources as the
+//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[console]`), read from the same layered sources as the
 //! policy.
 
 use serde::Deserialize;
@@ -20,6 +20,7 @@ pub struct DaemonConfig {
     pub dispatch: DispatchConfig,
     pub fallback: FallbackConfig,
     pub log: LogConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +253,20 @@ impl Default for LogConfig {
     }
 }
 
+/// `[console]`: the ops console and live wording.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// How often every instance looks for newly published wording (seconds).
+    pub poll_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { poll_secs: 2 }
+    }
+}
+
 impl DaemonConfig {
     /// The daemon sections of loaded settings; a bad value names its key and origin.
     pub fn from_settings(settings: &Settings) -> Result<DaemonConfig, SettingsError> {
@@ -290,6 +305,9 @@ impl DaemonConfig {
 
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.email.verp()?;
+        if self.console.poll_secs == 0 {
+            return Err(("console.poll_secs", "must be at least 1 (seconds between looks for published wording)".into()));
+        }
         if let Some(topic) = self.kafka.order_keyed_topics.iter().find(|t| !self.kafka.topics.contains(t)) {
             return Err((
                 "kafka.order_keyed_topics",
