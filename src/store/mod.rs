@@ -13,12 +13,14 @@ use belofte_core::domain::{Channel, Instant};
 use belofte_core::engine::{Decision, OrderState, Status};
 use belofte_core::event::Event;
 
+mod console;
 mod feedback;
 mod partitions;
 mod wording;
 mod postgres;
 mod sqlite;
 
+pub use console::{AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, DEAD_LETTER_PAYLOAD_MAX, PROBLEM_STATUSES};
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
 pub use wording::{CurrentWording, NewWording, WordingKind, WordingVersion};
@@ -129,6 +131,8 @@ pub struct Batch {
     /// Keys of `messages` whose words are rendered when a dispatcher claims them, from their
     /// decision in `notices`, with the wording current then (their `line` holds the facts).
     pub unrendered: HashSet<String>,
+    /// Events given up (also produced to the dead-letter topic once this commits).
+    pub dead_letters: Vec<NewDeadLetter>,
 }
 
 impl Batch {
@@ -141,6 +145,7 @@ impl Batch {
             && self.unrouted_added.is_empty()
             && self.unrouted_removed.is_empty()
             && self.messages.is_empty()
+            && self.dead_letters.is_empty()
     }
 }
 

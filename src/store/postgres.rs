@@ -166,6 +166,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        super::console::postgres::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }

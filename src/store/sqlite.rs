@@ -154,6 +154,7 @@ impl SqliteStore {
             q.push(" ON CONFLICT (notification_key) DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
+        super::console::sqlite::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }
