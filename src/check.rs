@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::fs;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +17,7 @@ use belofte_core::domain::{Channel, Instant, Item, Kind, Lang, PickupPoint, Reas
 use belofte_core::notice::Notice;
 use belofte_core::policy::{Brand, CompensationTier, Policy};
 use crate::render::words::{day_month, euro, sms_units};
-use crate::render::{Part, Rendered, Source, TemplateError, Templates, LAYOUT_FILE, VOICE_SECTIONS};
+use crate::render::{Part, Rendered, Source, TemplateError, TemplateFiles, Templates, LAYOUT_FILE, VOICE_SECTIONS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -53,18 +52,35 @@ impl Report {
     }
 }
 
+/// `belofte check` on a templates folder.
 pub fn lint(policy: &Policy, templates_dir: &Path) -> Vec<Problem> {
+    match TemplateFiles::read(templates_dir) {
+        Ok(files) => lint_files(policy, &files).1,
+        Err(e) => vec![Problem { template: templates_dir.display().to_string(), line: None, message: e.to_string() }],
+    }
+}
+
+/// The lint of `belofte check` over template documents (the shipped folder with published
+/// versions overlaid, `crate::wording`): the compiled templates when they compile, and every
+/// problem found. Problems name each file as `files` names it.
+pub fn lint_files(policy: &Policy, files: &TemplateFiles) -> (Option<Templates>, Vec<Problem>) {
     let mut report = Report::default();
-    let templates = match Templates::load(templates_dir) {
+    let templates = match Templates::compile(files.clone()) {
         Ok(t) => t,
         Err(e) => {
-            syntax_problems(templates_dir, &e, &mut report);
-            return report.problems;
+            syntax_problems(files, &e, &mut report);
+            return (None, report.problems);
         }
     };
-    unknown_files(templates_dir, &mut report);
-    required_templates(policy, &templates, templates_dir, &mut report);
-    phrase_gaps(&templates, templates_dir, &mut report);
+    lint_compiled(policy, &templates, &mut report);
+    (Some(templates), report.problems)
+}
+
+fn lint_compiled(policy: &Policy, templates: &Templates, report: &mut Report) {
+    let files = templates.files();
+    unknown_files(files, report);
+    required_templates(policy, templates, files, report);
+    phrase_gaps(templates, files, report);
     for tone in Tone::ALL {
         let brand = brand_with_tone(policy, tone);
         for kind in Kind::CUSTOMER {
@@ -76,9 +92,9 @@ pub fn lint(policy: &Policy, templates_dir: &Path) -> Vec<Problem> {
                     for (label, notice) in samples(kind, lang, &brand) {
                         match templates.render_detailed(&notice, &brand, channel, true) {
                             Ok(r) => {
-                                let ctx = Ctx { templates: &templates, notice: &notice, brand: &brand, channel, label };
-                                check_message(&ctx, &r, &mut report);
-                                same_on_both_paths(&ctx, &mut report);
+                                let ctx = Ctx { templates, notice: &notice, brand: &brand, channel, label };
+                                check_message(&ctx, &r, report);
+                                same_on_both_paths(&ctx, report);
                             }
                             Err(f) => {
                                 let key = format!("render {}", f.message);
@@ -90,19 +106,18 @@ pub fn lint(policy: &Policy, templates_dir: &Path) -> Vec<Problem> {
             }
         }
     }
-    report.problems
 }
 
 // ---------------------------------------------------------------- loading
 
 /// Handlebars stops at the first syntax error; compile each file alone to report them all.
-fn syntax_problems(dir: &Path, first: &TemplateError, report: &mut Report) {
+fn syntax_problems(files: &TemplateFiles, first: &TemplateError, report: &mut Report) {
     let mut found = false;
-    for rel in hbs_files(dir) {
-        let Ok(src) = fs::read_to_string(dir.join(&rel)) else { continue };
-        if let Err(e) = handlebars::Template::compile(&src) {
+    for rel in hbs_files(files) {
+        let Some(src) = files.get(&rel) else { continue };
+        if let Err(e) = handlebars::Template::compile(src) {
             let line = e.pos().map(|(l, _)| l).unwrap_or(1);
-            let file = dir.join(&rel).display().to_string();
+            let file = files.name(&rel);
             report.add(&file, Some(line), "syntax", format!("template syntax error: {}", e.reason()));
             found = true;
         }
@@ -110,32 +125,17 @@ fn syntax_problems(dir: &Path, first: &TemplateError, report: &mut Report) {
     if !found {
         match first {
             TemplateError::Syntax { file, line, message } => report.add(file, Some(*line), "syntax", message.clone()),
-            TemplateError::Io(m) => report.add(&dir.display().to_string(), None, "io", m.clone()),
+            TemplateError::Io(m) => report.add(files.label(), None, "io", m.clone()),
         }
     }
 }
 
-fn hbs_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let Ok(entries) = fs::read_dir(dir.join(&rel)) else { continue };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-            if entry.path().is_dir() {
-                stack.push(child);
-            } else if name.ends_with(".hbs") {
-                out.push(child);
-            }
-        }
-    }
-    out.sort();
-    out
+fn hbs_files(files: &TemplateFiles) -> Vec<String> {
+    files.texts().keys().filter(|rel| rel.ends_with(".hbs")).cloned().collect()
 }
 
 /// A misspelt file name would silently never be used.
-fn unknown_files(dir: &Path, report: &mut Report) {
+fn unknown_files(files: &TemplateFiles, report: &mut Report) {
     let mut known: HashSet<String> = HashSet::new();
     for kind in Kind::CUSTOMER {
         for lang in Lang::ALL {
@@ -145,9 +145,9 @@ fn unknown_files(dir: &Path, report: &mut Report) {
         }
     }
     known.insert(LAYOUT_FILE.to_string());
-    for rel in hbs_files(dir) {
+    for rel in hbs_files(files) {
         if !known.contains(&rel) {
-            let file = dir.join(&rel).display().to_string();
+            let file = files.name(&rel);
             report.add(
                 &file,
                 None,
@@ -160,7 +160,7 @@ fn unknown_files(dir: &Path, report: &mut Report) {
     }
 }
 
-fn required_templates(policy: &Policy, templates: &Templates, dir: &Path, report: &mut Report) {
+fn required_templates(policy: &Policy, templates: &Templates, files: &TemplateFiles, report: &mut Report) {
     for kind in Kind::CUSTOMER {
         for &channel in policy.channels_for(kind) {
             for lang in Lang::ALL {
@@ -168,7 +168,7 @@ fn required_templates(policy: &Policy, templates: &Templates, dir: &Path, report
                     if templates.part_name(kind, lang, part).is_none() {
                         let rel = format!("{}/{}/{}", kind.as_str(), lang.as_str(), part.file_name());
                         report.add(
-                            &dir.join(&rel).display().to_string(),
+                            &files.name(&rel),
                             None,
                             "missing",
                             format!("missing: the policy sends {kind} by {channel}, so this template must exist"),
@@ -181,7 +181,7 @@ fn required_templates(policy: &Policy, templates: &Templates, dir: &Path, report
 }
 
 /// Every phrase a template asks for must exist in every tone, every reason in every language.
-fn phrase_gaps(templates: &Templates, dir: &Path, report: &mut Report) {
+fn phrase_gaps(templates: &Templates, files: &TemplateFiles, report: &mut Report) {
     let mut voice_used: BTreeSet<String> = templates.voice.keys().cloned().collect();
     let mut reason_used: BTreeSet<String> = templates.reasons.keys().cloned().collect();
     for src in templates.sources.values() {
@@ -189,7 +189,7 @@ fn phrase_gaps(templates: &Templates, dir: &Path, report: &mut Report) {
         reason_used.extend(helper_keys(&src.text, "reason"));
     }
     for lang in Lang::ALL {
-        let voice_file = dir.join(format!("_voice/{}.toml", lang.as_str())).display().to_string();
+        let voice_file = files.name(&format!("_voice/{}.toml", lang.as_str()));
         for key in &voice_used {
             for tone in Tone::ALL {
                 let slots = templates.voice.get(key);
@@ -206,7 +206,7 @@ fn phrase_gaps(templates: &Templates, dir: &Path, report: &mut Report) {
                 }
             }
         }
-        let reason_file = dir.join(format!("_reasons/{}.toml", lang.as_str())).display().to_string();
+        let reason_file = files.name(&format!("_reasons/{}.toml", lang.as_str()));
         for key in &reason_used {
             for reason in Reason::ALL {
                 let has = templates
@@ -249,7 +249,9 @@ fn helper_keys(text: &str, helper: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------- samples
 
-fn brand_with_tone(policy: &Policy, tone: Tone) -> Brand {
+/// The brand samples of `tone` are rendered as: a configured brand of that tone, else the
+/// first brand speaking in it.
+pub fn brand_with_tone(policy: &Policy, tone: Tone) -> Brand {
     if let Some(b) = policy.brands.values().find(|b| b.tone == tone) {
         return b.clone();
     }
@@ -278,7 +280,9 @@ fn at(s: &str) -> Instant {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
-fn base(kind: Kind, lang: Lang, brand: &Brand) -> Notice {
+/// The sample notice of one kind every variant of [`samples`] starts from; the console's
+/// previews show it.
+pub fn sample(kind: Kind, lang: Lang, brand: &Brand) -> Notice {
     Notice {
         order_id: "B-1201".to_string(),
         kind,
@@ -323,7 +327,7 @@ fn base(kind: Kind, lang: Lang, brand: &Brand) -> Notice {
 
 /// Notices that push every branch and every length limit of a template.
 fn samples(kind: Kind, lang: Lang, brand: &Brand) -> Vec<(String, Notice)> {
-    let b = base(kind, lang, brand);
+    let b = sample(kind, lang, brand);
     let mut out = vec![("base".to_string(), b.clone())];
     let mut v = |label: &str, f: &dyn Fn(&mut Notice)| {
         let mut n = b.clone();

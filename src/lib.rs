@@ -11,3 +11,4 @@ pub mod rng;
 pub mod settings;
 pub mod simulate;
 pub mod store;
+pub mod wording;

@@ -80,7 +80,7 @@ struct RawShipping {
     transit_days: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize, Debug)]
 struct RawTier {
     min_days: i64,
     eur: u32,
@@ -298,50 +298,8 @@ fn build_policy(root: RawRoot, sources: &[(PathBuf, String)]) -> Result<Policy, 
 
     let mut brands = BTreeMap::new();
     for (id, b) in root.brands {
-        let key = format!("brands.{id}");
-        let tone = match b.tone.as_str() {
-            "formal" => Tone::Formal,
-            "warm" => Tone::Warm,
-            "playful" => Tone::Playful,
-            other => return Err(c.bad(&format!("{key}.tone"), format!("{other:?} is not a tone (formal, warm, playful)"))),
-        };
-        let time_zone: Tz = b
-            .time_zone
-            .parse()
-            .map_err(|_| c.bad(&format!("{key}.time_zone"), format!("{:?} is not an IANA time zone", b.time_zone)))?;
-        if belofte_core::domain::Lang::of_locale(&b.default_locale).is_none() {
-            return Err(c.bad(
-                &format!("{key}.default_locale"),
-                format!("{:?}: there are no templates for this language (nl, en)", b.default_locale),
-            ));
-        }
-        if !b.email_from.contains('@') {
-            return Err(c.bad(&format!("{key}.email_from"), "must contain an email address"));
-        }
-        let mut tiers: Vec<CompensationTier> =
-            b.compensation.iter().map(|t| CompensationTier { min_days: t.min_days, eur: t.eur }).collect();
-        tiers.sort_by_key(|t| t.min_days);
-        if tiers.iter().any(|t| t.min_days < 1 || t.eur == 0) {
-            return Err(c.bad(&format!("{key}.compensation"), "every tier needs min_days ≥ 1 and eur ≥ 1"));
-        }
-        if tiers.windows(2).any(|w| w[1].eur < w[0].eur) {
-            return Err(c.bad(&format!("{key}.compensation"), "a longer delay cannot get a smaller voucher"));
-        }
-        brands.insert(
-            id.clone(),
-            Brand {
-                id,
-                display_name: b.display_name,
-                tone,
-                time_zone,
-                default_locale: b.default_locale,
-                email_from: b.email_from,
-                sms_from: b.sms_from,
-                support_url: b.support_url,
-                support_phone: b.support_phone.filter(|s| !s.trim().is_empty()),
-                compensation: tiers,
-            },
-        );
+        let brand = build_brand(&c, &format!("brands.{id}."), id.clone(), b)?;
+        brands.insert(id, brand);
     }
     if brands.is_empty() {
         return Err(c.bad("brands", "no brand configured"));
@@ -368,6 +326,108 @@ fn build_policy(root: RawRoot, sources: &[(PathBuf, String)]) -> Result<Policy, 
         shipping,
         brands,
     })
+}
+
+/// One brand, validated; `prefix` is where its keys live (`brands.lumen.` in the config, the
+/// empty prefix in a brand document).
+fn build_brand(c: &Checker<'_>, prefix: &str, id: String, b: RawBrand) -> Result<Brand, SettingsError> {
+    let tone = match b.tone.as_str() {
+        "formal" => Tone::Formal,
+        "warm" => Tone::Warm,
+        "playful" => Tone::Playful,
+        other => return Err(c.bad(&format!("{prefix}tone"), format!("{other:?} is not a tone (formal, warm, playful)"))),
+    };
+    let time_zone: Tz = b
+        .time_zone
+        .parse()
+        .map_err(|_| c.bad(&format!("{prefix}time_zone"), format!("{:?} is not an IANA time zone", b.time_zone)))?;
+    if belofte_core::domain::Lang::of_locale(&b.default_locale).is_none() {
+        return Err(c.bad(
+            &format!("{prefix}default_locale"),
+            format!("{:?}: there are no templates for this language (nl, en)", b.default_locale),
+        ));
+    }
+    if !b.email_from.contains('@') {
+        return Err(c.bad(&format!("{prefix}email_from"), "must contain an email address"));
+    }
+    let mut tiers: Vec<CompensationTier> =
+        b.compensation.iter().map(|t| CompensationTier { min_days: t.min_days, eur: t.eur }).collect();
+    tiers.sort_by_key(|t| t.min_days);
+    if tiers.iter().any(|t| t.min_days < 1 || t.eur == 0) {
+        return Err(c.bad(&format!("{prefix}compensation"), "every tier needs min_days ≥ 1 and eur ≥ 1"));
+    }
+    if tiers.windows(2).any(|w| w[1].eur < w[0].eur) {
+        return Err(c.bad(&format!("{prefix}compensation"), "a longer delay cannot get a smaller voucher"));
+    }
+    Ok(Brand {
+        id,
+        display_name: b.display_name,
+        tone,
+        time_zone,
+        default_locale: b.default_locale,
+        email_from: b.email_from,
+        sms_from: b.sms_from,
+        support_url: b.support_url,
+        support_phone: b.support_phone.filter(|s| !s.trim().is_empty()),
+        compensation: tiers,
+    })
+}
+
+/// The fields of a brand that marketing and ops edit live (a brand document, versioned in
+/// the database). Time zone and locale stay in the configuration: they move every date.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct BrandDocument {
+    display_name: String,
+    tone: String,
+    email_from: String,
+    sms_from: String,
+    support_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    support_phone: Option<String>,
+    #[serde(default)]
+    compensation: Vec<RawTier>,
+}
+
+/// A brand as an editable document (TOML): `display_name`, `tone`, `email_from`, `sms_from`,
+/// `support_url`, `support_phone`, and `[[compensation]]` tiers (`min_days`, `eur`). What
+/// the console shows to edit before any version was published.
+pub fn brand_document(brand: &Brand) -> String {
+    let doc = BrandDocument {
+        display_name: brand.display_name.clone(),
+        tone: brand.tone.as_str().to_string(),
+        email_from: brand.email_from.clone(),
+        sms_from: brand.sms_from.clone(),
+        support_url: brand.support_url.clone(),
+        support_phone: brand.support_phone.clone(),
+        compensation: brand.compensation.iter().map(|t| RawTier { min_days: t.min_days, eur: t.eur }).collect(),
+    };
+    toml::to_string(&doc).unwrap_or_default()
+}
+
+/// A brand document (see [`brand_document`]) over the configured brand `base`: parsed and
+/// validated as `config/default.toml`'s brands are, with the same messages. `name` is how
+/// messages call the document (`brands/lumen (version 7)`); a problem reads
+/// `brands/lumen (version 7):3 (key `tone`): "cheerful" is not a tone (formal, warm, playful)`.
+pub fn parse_brand_document(name: &str, base: &Brand, text: &str) -> Result<Brand, SettingsError> {
+    let doc: BrandDocument = toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        SettingsError::Invalid { origin: format!("{name}:{line}:{col}"), message: e.message().to_string() }
+    })?;
+    let sources = [(PathBuf::from(name), text.to_string())];
+    let c = Checker { sources: &sources };
+    let raw = RawBrand {
+        display_name: doc.display_name,
+        tone: doc.tone,
+        time_zone: base.time_zone.name().to_string(),
+        default_locale: base.default_locale.clone(),
+        email_from: doc.email_from,
+        sms_from: doc.sms_from,
+        support_url: doc.support_url,
+        support_phone: doc.support_phone,
+        compensation: doc.compensation,
+    };
+    build_brand(&c, "", base.id.clone(), raw)
 }
 
 /// The configuration folder: `--config`, else `BELOFTE_CONFIG_DIR`, else `./config`, else

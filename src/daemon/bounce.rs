@@ -17,7 +17,7 @@ use crate::store::Store;
 
 use super::config::DaemonConfig;
 use super::feedback::{Feedback, Recorded};
-use super::{Clock, Metrics, Shared};
+use super::{Clock, Shared};
 
 /// sysexits.h: a temporary failure; the MTA retries.
 pub const EX_TEMPFAIL: u8 = 75;
@@ -47,7 +47,7 @@ pub fn read_message(input: &mut impl Read) -> Result<Vec<u8>, std::io::Error> {
 pub async fn record(settings: Settings, templates: Templates, cfg: &DaemonConfig, raw: &[u8], recipient: Option<&str>) -> Result<Recorded, BounceError> {
     let verp = cfg.email.verp().map_err(|(key, problem)| BounceError::Config(format!("{key}: {problem}")))?;
     let store = Arc::new(Store::open_beside_daemon(&cfg.database.url).await?);
-    let shared = Arc::new(Shared { settings, templates, metrics: Metrics::default(), clock: Clock::Wall });
+    let shared = Arc::new(Shared::open(settings, templates, &store, Clock::Wall).await?);
     // No dispatcher to wake here: the daemon's workers find a fallback row within `poll_ms`.
     let feedback = Feedback::new(shared, Arc::clone(&store), cfg.fallback.clone(), verp, None);
     let recorded = feedback.bounce(raw, recipient).await;

@@ -364,6 +364,9 @@ impl DaemonConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.email.verp()?;
         self.console.validate()?;
+        if self.console.poll_secs == 0 {
+            return Err(("console.poll_secs", "must be at least 1 (seconds between looks for published wording)".into()));
+        }
         if let Some(topic) = self.kafka.order_keyed_topics.iter().find(|t| !self.kafka.topics.contains(t)) {
             return Err((
                 "kafka.order_keyed_topics",

@@ -18,10 +18,12 @@ use tokio::task::JoinSet;
 
 use crate::channels::{EmailBackend, OutgoingEmail, OutgoingSms, SendOutcome, SmsBackend};
 use belofte_core::domain::{Channel, Instant};
-use crate::render::line::Line;
+use belofte_core::engine::Decision;
+use crate::render::line::{render_line, Line};
+use crate::wording::Wording;
 use crate::rng::Rng;
 use crate::kafka::Producers;
-use crate::store::{Claimed, Lease, Settle, Store};
+use crate::store::{Claimed, Lease, Settle, Store, Words};
 
 use super::config::DispatchConfig;
 use super::fallback;
@@ -146,8 +148,16 @@ impl Dispatcher {
             let room = self.places(channel) - in_flight.len() as i64;
             if !stopping && paused.is_none() && room > 0 {
                 let now = self.shared.clock.now();
-                match self.store.claim(channel.as_str(), now, room, self.leases.of(channel)).await {
-                    Ok(rows) => self.start(channel, rows, &mut in_flight).await,
+                // Rows decided but not yet worded get their words now, with the wording in
+                // use at this claim (a publish applies to every message still queued).
+                let wording = self.shared.live.get();
+                let render = |row: &Claimed| words_of(&wording, row);
+                let words = Words { version: wording.version, render: &render };
+                match self.store.claim_rendering(channel.as_str(), now, room, self.leases.of(channel), &words).await {
+                    Ok(claims) => {
+                        self.render_failed(channel, wording.version, &claims.render_failed);
+                        self.start(channel, claims.rows, &mut in_flight).await
+                    }
                     Err(e) => {
                         tracing::warn!(%channel, error = %e, "cannot claim outbox rows");
                         if in_flight.is_empty() {
@@ -236,6 +246,15 @@ impl Dispatcher {
         }
     }
 
+    /// Rows that could not be rendered are kept (`render_failed`, with the reason) and go
+    /// back to the queue when the wording changes (`live::look`): someone must fix a template.
+    fn render_failed(&self, channel: Channel, version: i64, failed: &[(Claimed, String)]) {
+        for (row, reason) in failed {
+            self.shared.metrics.inc("belofte_render_failed_total", &[("channel", channel.as_str())]);
+            tracing::error!(%channel, key = %row.notification_key, wording = version, %reason, "ALERT: message cannot be rendered; kept as render_failed until the wording changes");
+        }
+    }
+
     async fn update_depth(&self) {
         if let Ok(counts) = self.store.outbox_counts().await {
             self.shared.metrics.reset("belofte_outbox_depth");
@@ -294,7 +313,9 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, channel: Channel, row: &Claimed) -> (Attempt, &'static str) {
-        let policy = &self.shared.settings.policy;
+        // Senders are brand fields: from the wording in use, like the words.
+        let wording = self.shared.live.get();
+        let policy = &wording.policy;
         match channel {
             Channel::Event => {
                 let line = self.with_messages_reached(row).await;
@@ -406,6 +427,15 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The line of a decided row, rendered with `wording` (as `render::line` writes it for
+/// `simulate`, with the email's HTML part).
+fn words_of(wording: &Wording, row: &Claimed) -> Result<String, String> {
+    let json = row.decision.as_deref().ok_or("no decision to render the message from")?;
+    let d: Decision = serde_json::from_str(json).map_err(|e| format!("unreadable decision: {e}"))?;
+    let line = render_line(&wording.policy, &wording.templates, &d, true).map_err(|e| e.to_string())?;
+    serde_json::to_string(&line).map_err(|e| e.to_string())
 }
 
 enum Attempt {

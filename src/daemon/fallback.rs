@@ -15,13 +15,13 @@
 //! Both are outbox rows with unique keys, so running this twice for the same failure (a
 //! callback repeated, a crash between the report and the enqueue) enqueues nothing twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use belofte_core::calendar::after_quiet_hours;
 use belofte_core::domain::{Channel, EscalationWhy, Kind};
 use belofte_core::engine::{Decision, Payload, Status};
 
-use crate::render::line::render_line;
+use crate::render::line::decision_line;
 use crate::store::{parse_channel, Batch, FeedbackRow, NewMessage, StoreError};
 
 use super::feedback::Feedback;
@@ -107,7 +107,8 @@ async fn try_fallback(
         return Ok(None);
     }
     let shared = &fb.shared;
-    let policy = &shared.settings.policy;
+    let wording = shared.live.get();
+    let policy = &wording.policy;
     let Some(brand) = policy.brands.get(&decision.brand) else {
         return Ok(None);
     };
@@ -120,14 +121,8 @@ async fn try_fallback(
         Channel::Sms => after_quiet_hours(policy, brand.time_zone, now),
         _ => now,
     };
-    let line = match render_line(policy, &shared.templates, &d, true) {
-        Ok(l) => l,
-        Err(e) => {
-            shared.metrics.inc("belofte_render_failures_total", &[]);
-            tracing::error!(order = %d.order_id, kind = %d.kind, channel = %to, error = %e, "cannot render a fallback");
-            return Ok(None);
-        }
-    };
+    // Rendered at send like every customer message, from the decision kept beside it.
+    let line = decision_line(policy, &d).map_err(|e| StoreError::Corrupt { what: "fallback line".into(), message: e.to_string() })?;
     let key = format!("{}/fallback", d.notification_key());
     let line = serde_json::to_string(&line).map_err(|e| StoreError::Corrupt { what: "fallback line".into(), message: e.to_string() })?;
     let json = serde_json::to_string(&d).map_err(|e| StoreError::Corrupt { what: "fallback decision".into(), message: e.to_string() })?;
@@ -142,6 +137,7 @@ async fn try_fallback(
             line,
         }],
         notices: HashMap::from([(key.clone(), (d.seq, json))]),
+        unrendered: HashSet::from([key.clone()]),
         ..Batch::default()
     };
     fb.store.commit(&batch, now).await?;

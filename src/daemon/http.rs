@@ -95,7 +95,7 @@ async fn readyz(State(app): State<App>) -> impl IntoResponse {
 
 async fn metrics(State(app): State<App>) -> impl IntoResponse {
     app.shared.metrics.set("belofte_consumer_lag", &[], app.ingest.lag() as f64);
-    app.shared.metrics.set_total("belofte_render_fallbacks_total", &[], app.shared.templates.fallbacks() as f64);
+    app.shared.metrics.set_total("belofte_render_fallbacks_total", &[], app.shared.live.fallbacks() as f64);
     let ready = readiness(&app).await.is_empty();
     app.shared.metrics.set("belofte_ready", &[], if ready { 1.0 } else { 0.0 });
     if let Ok(counts) = app.store.outbox_counts().await {

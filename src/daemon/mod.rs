@@ -14,6 +14,7 @@ pub mod fallback;
 pub mod feedback;
 pub mod hooks;
 pub mod http;
+pub mod live;
 pub mod metrics;
 mod owned;
 pub mod process;
@@ -34,6 +35,8 @@ use crate::kafka::{Ingest, KafkaError, Producers};
 use crate::render::Templates;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
+use crate::wording::{Baseline, Wording};
+use live::Live;
 
 pub use clock::Clock;
 pub use config::DaemonConfig;
@@ -52,12 +55,27 @@ pub enum DaemonError {
     Setup(String),
 }
 
-/// What every task reads and nobody changes.
+/// What every task reads. Only the wording changes while the daemon runs (a publish,
+/// picked up by `live::watch`): render with `live.get()`, never with the settings' policy.
 pub struct Shared {
     pub settings: Settings,
-    pub templates: Templates,
+    /// The shipped templates and the configured policy, which published versions overlay.
+    pub base: Baseline,
+    pub live: Live,
     pub metrics: Metrics,
     pub clock: Clock,
+}
+
+impl Shared {
+    /// The shared state over `store`: the wording in use is the published one when it builds
+    /// (`live::initial`). `templates` were linted by the caller: they are the baseline's
+    /// compiled form.
+    pub async fn open(settings: Settings, templates: Templates, store: &Store, clock: Clock) -> Result<Shared, StoreError> {
+        let base = Baseline::new(templates.files().clone(), settings.policy.clone());
+        let baseline = Wording { version: 0, templates: Arc::new(templates), policy: Arc::new(settings.policy.clone()) };
+        let wording = live::initial(store, &base, baseline).await?;
+        Ok(Shared { settings, base, live: Live::new(wording), metrics: Metrics::default(), clock })
+    }
 }
 
 /// Backends chosen by the caller instead of the configuration (tests and the demo keep
@@ -139,12 +157,7 @@ impl Running {
             Err(e) => return Err(e.into()),
         };
         let store = Arc::new(Store::open(&cfg.database.url).await?);
-        let shared = Arc::new(Shared {
-            settings,
-            templates,
-            metrics: Metrics::default(),
-            clock: overrides.clock.unwrap_or(Clock::Wall),
-        });
+        let shared = Arc::new(Shared::open(settings, templates, &store, overrides.clock.unwrap_or(Clock::Wall)).await?);
         let backfilled = store.backfill_message_refs().await?;
         if backfilled > 0 {
             tracing::info!(rows = backfilled, "emails from before delivery feedback got their message ref (their bounces are matched)");
@@ -228,10 +241,13 @@ impl Running {
             leases,
             pauses,
         ));
-        let workers = [Channel::Email, Channel::Sms, Channel::Event]
+        let mut workers: Vec<JoinHandle<()>> = [Channel::Email, Channel::Sms, Channel::Event]
             .into_iter()
             .map(|channel| tokio::spawn(Arc::clone(&dispatcher).run(channel, rx.clone(), Arc::clone(&wake))))
             .collect();
+        // Wall time whatever the clock: publishes happen in real time.
+        let poll = Duration::from_secs(cfg.console.poll_secs);
+        workers.push(tokio::spawn(live::watch(Arc::clone(&shared), Arc::clone(&store), poll, rx.clone(), Arc::clone(&wake))));
         // The URL is not logged: it may hold a password.
         tracing::info!(http = %http_addr, public = ?public_addr, console = cfg.console.enabled_token().is_some(), database = store.backend_name(), %instance, brokers = %cfg.kafka.brokers, "belofte is running");
         Ok(Running {

@@ -17,12 +17,13 @@ use tokio::sync::{watch, Notify};
 
 use belofte_core::domain::{Channel, Instant};
 use belofte_core::engine::Decision;
+use belofte_core::policy::Policy;
 use belofte_core::event::{decode, Event, Fact};
 use belofte_core::world::{event_key, Effects, Outcome};
 
 use crate::kafka::topology::check_copartitioned;
 use crate::kafka::{Ingest, Producers, Rebalanced, Record};
-use crate::render::line::{action_data, local_rfc3339, render_line};
+use crate::render::line::{action_data, decision_line, local_rfc3339};
 use crate::store::{Batch, NewDeadLetter, NewMessage, Store, Unrouted};
 
 use super::owned::{Owned, LEGACY};
@@ -49,8 +50,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     wake_dispatch: Arc<Notify>,
 ) -> Result<(), DaemonError> {
-    let policy = &shared.settings.policy;
-    let mut owned = Owned::new(policy, keep_trace);
+    // The engine decides with the wording's policy as of this start (voucher tiers of a
+    // published brand document); its worlds borrow it for the processor's life, so a later
+    // publish reaches the engine's decisions at the next start, and the words at once.
+    let engine_policy = shared.live.get().policy.clone();
+    let mut owned = Owned::new(&engine_policy, keep_trace);
     let mut fences: BTreeMap<i32, i64> = BTreeMap::new();
     shared.metrics.set("belofte_orders", &[], 0.0);
     // "No events for a long time" counts from the start until the first record.
@@ -300,8 +304,9 @@ impl Step<'_, '_> {
             }
         }
         let decisions = std::mem::take(&mut g.decisions);
+        let wording = self.shared.live.get();
         for d in &decisions {
-            self.enqueue(&mut g.batch, d);
+            self.enqueue(&mut g.batch, &wording.policy, d);
         }
         // Forwards first: the batch may delete waiting events they carry, and a delete must
         // not commit before the owner is sure to get the event.
@@ -467,27 +472,33 @@ impl Step<'_, '_> {
         Ok(())
     }
 
-    fn enqueue(&self, batch: &mut Batch, d: &Decision) {
+    fn enqueue(&self, batch: &mut Batch, policy: &Policy, d: &Decision) {
         let metrics = &self.shared.metrics;
-        match message(self.shared, d) {
+        match message(self.shared, policy, d) {
             Ok(m) => {
                 metrics.inc("belofte_messages_enqueued_total", &[("channel", d.channel.as_str()), ("kind", d.kind.as_str())]);
-                // The facts of a customer message stay beside its words: a fallback on the
-                // other channel is rendered from them (daemon::feedback).
+                // A customer message keeps its decision: its words are rendered from it when
+                // it is sent (with the wording current then), and a fallback on the other
+                // channel from the same facts (daemon::fallback).
                 if matches!(d.channel, Channel::Email | Channel::Sms) {
                     match serde_json::to_string(d) {
                         Ok(json) => {
                             batch.notices.insert(m.notification_key.clone(), (d.seq, json));
+                            batch.unrendered.insert(m.notification_key.clone());
                         }
-                        Err(e) => tracing::warn!(order = %d.order_id, error = %e, "cannot keep the decision; no fallback for this message"),
+                        Err(e) => {
+                            metrics.inc("belofte_render_failures_total", &[]);
+                            tracing::error!(order = %d.order_id, error = %e, "ALERT: cannot keep the decision of a message");
+                            return;
+                        }
                     }
                 }
                 batch.messages.push(m);
             }
             Err(e) => {
-                // `belofte check` runs at start-up, so this is a bug, not an ops mistake.
+                // Only an action whose brand is gone from the configuration gets here.
                 metrics.inc("belofte_render_failures_total", &[]);
-                tracing::error!(order = %d.order_id, kind = %d.kind, channel = %d.channel, error = %e, "cannot render a decided message");
+                tracing::error!(order = %d.order_id, kind = %d.kind, channel = %d.channel, error = %e, "ALERT: cannot enqueue a decided message");
             }
         }
     }
@@ -577,13 +588,12 @@ fn parked_record(event: &Event) -> Record {
     }
 }
 
-/// The outbox row of a decision: the rendered line (customer channels) or the CloudEvent
-/// (actions).
-fn message(shared: &Shared, d: &Decision) -> Result<NewMessage, String> {
-    let policy = &shared.settings.policy;
+/// The outbox row of a decision: the facts of a customer message (its words are rendered
+/// at send), or the CloudEvent of an action.
+fn message(shared: &Shared, policy: &Policy, d: &Decision) -> Result<NewMessage, String> {
     match d.channel {
         Channel::Email | Channel::Sms => {
-            let line = render_line(policy, &shared.templates, d, true).map_err(|e| e.to_string())?;
+            let line = decision_line(policy, d).map_err(|e| e.to_string())?;
             let line = serde_json::to_string(&line).map_err(|e| e.to_string())?;
             Ok(NewMessage::of(d, d.notification_key(), line))
         }

@@ -51,23 +51,34 @@ pub fn local_rfc3339(tz: Tz, t: Instant) -> String {
 /// The line for a decision; `with_html` adds the email's HTML part (the daemon sends it,
 /// `simulate` does not print it).
 pub fn render_line(policy: &Policy, templates: &Templates, d: &Decision, with_html: bool) -> Result<Line, RenderError> {
-    let brand = policy.brands.get(&d.brand).ok_or_else(|| RenderError {
+    let mut line = decision_line(policy, d)?;
+    if let (Payload::Customer { notice }, Channel::Email | Channel::Sms) = (&d.payload, d.channel) {
+        let brand = brand_of(policy, d)?;
+        let r = if with_html {
+            templates.render(notice, brand, d.channel)?
+        } else {
+            templates.render_text(notice, brand, d.channel)?
+        };
+        line.subject = r.subject;
+        line.text = Some(r.text);
+        line.html = r.html;
+    }
+    Ok(line)
+}
+
+fn brand_of<'p>(policy: &'p Policy, d: &Decision) -> Result<&'p belofte_core::policy::Brand, RenderError> {
+    policy.brands.get(&d.brand).ok_or_else(|| RenderError {
         template: "-".into(),
         message: format!("brand {:?} is not configured", d.brand),
-    })?;
+    })
+}
+
+/// The line of a decision without its words (no subject, text or HTML): what the daemon's
+/// outbox holds for a customer message until a dispatcher renders it at send.
+pub fn decision_line(policy: &Policy, d: &Decision) -> Result<Line, RenderError> {
+    let brand = brand_of(policy, d)?;
     let tz = brand.time_zone;
     let fmt = |t: Instant| local_rfc3339(tz, t);
-    let (subject, text, html) = match (&d.payload, d.channel) {
-        (Payload::Customer { notice }, Channel::Email | Channel::Sms) => {
-            let r = if with_html {
-                templates.render(notice, brand, d.channel)?
-            } else {
-                templates.render_text(notice, brand, d.channel)?
-            };
-            (r.subject, Some(r.text), r.html)
-        }
-        _ => (None, None, None),
-    };
     Ok(Line {
         order_id: d.order_id.clone(),
         kind: d.kind.as_str().to_string(),
@@ -77,8 +88,8 @@ pub fn render_line(policy: &Policy, templates: &Templates, d: &Decision, with_ht
         brand: d.brand.clone(),
         locale: d.locale.clone(),
         tone: brand.tone.as_str().to_string(),
-        subject,
-        text,
+        subject: None,
+        text: None,
         reason: d.reason.map(|r| r.code().to_string()),
         promise: Some(PromiseLine {
             original: fmt(d.promise.original),
@@ -92,7 +103,7 @@ pub fn render_line(policy: &Policy, templates: &Templates, d: &Decision, with_ht
             Payload::Escalation { why, .. } => Some(why.as_str().to_string()),
             _ => None,
         },
-        html,
+        html: None,
     })
 }
 

@@ -8,17 +8,19 @@
 //!   `{{reason "what"}}`
 //! - `_layout/email.html.hbs`: the one HTML layout around every email's text part
 //!
-//! Everything is compiled once in [`Templates::load`]; a render only builds one JSON context.
+//! Everything is compiled once in [`Templates::from_files`] (`load` reads a folder into
+//! [`TemplateFiles`] first; published versions come from the database, `crate::wording`); a
+//! render only builds one JSON context.
 
 mod fast;
+mod files;
 pub mod line;
 mod helpers;
 mod syntax;
 pub(crate) mod words;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::fs;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,7 +31,8 @@ use belofte_core::domain::{Channel, Kind, Lang, Reason, Tone};
 use belofte_core::notice::Notice;
 use belofte_core::policy::Brand;
 
-pub use words::sms_units;
+pub use files::TemplateFiles;
+pub use words::{sms_size, sms_units, SmsSize};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
@@ -164,10 +167,8 @@ pub struct Templates {
     fast_layout: Option<fast::Prog>,
     /// Renders the fast path left to Handlebars.
     fallbacks: std::sync::atomic::AtomicU64,
-}
-
-fn display(dir: &Path, rel: &str) -> String {
-    dir.join(rel).display().to_string()
+    /// The documents these were compiled from (a publish overlays one of them).
+    files: TemplateFiles,
 }
 
 fn syntax_error(file: &str, first_line: usize, err: &handlebars::TemplateError) -> TemplateError {
@@ -183,9 +184,22 @@ impl Templates {
     /// Loads and compiles every template and phrase under `dir` (strict mode: a variable that
     /// does not exist is an error at render time, which `belofte check` turns into a report).
     pub fn load(dir: &Path) -> Result<Templates, TemplateError> {
-        if !dir.is_dir() {
-            return Err(TemplateError::Io(format!("{}: not a folder with templates", dir.display())));
-        }
+        Templates::compile(TemplateFiles::read(dir)?)
+    }
+
+    /// Compiles templates from documents: relative path (`delayed/nl/email.subject.hbs`,
+    /// `_voice/nl.toml`, `_layout/email.html.hbs`) → text. Errors name `{label}/{path}`.
+    pub fn from_files(label: &str, files: BTreeMap<String, String>) -> Result<Templates, TemplateError> {
+        Templates::compile(TemplateFiles::new(label, files))
+    }
+
+    /// The documents these templates were compiled from.
+    pub fn files(&self) -> &TemplateFiles {
+        &self.files
+    }
+
+    /// Compiles every template and phrase of `files`; errors name each file as `files` does.
+    pub fn compile(files: TemplateFiles) -> Result<Templates, TemplateError> {
         let mut text = Handlebars::new();
         text.set_strict_mode(true);
         text.register_escape_fn(handlebars::no_escape);
@@ -197,14 +211,10 @@ impl Templates {
             for lang in Lang::ALL {
                 for part in Part::ALL {
                     let rel = format!("{}/{}/{}", kind.as_str(), lang.as_str(), part.file_name());
-                    let path = dir.join(&rel);
-                    if !path.is_file() {
-                        continue;
-                    }
-                    let src = read(&path)?;
-                    let file = display(dir, &rel);
-                    text.register_template_string(&rel, &src).map_err(|e| syntax_error(&file, 1, &e))?;
-                    sources.insert(rel.clone(), Source { file, first_line: 1, text: src });
+                    let Some(src) = files.get(&rel) else { continue };
+                    let file = files.name(&rel);
+                    text.register_template_string(&rel, src).map_err(|e| syntax_error(&file, 1, &e))?;
+                    sources.insert(rel.clone(), Source { file, first_line: 1, text: src.to_string() });
                     parts.insert((kind, lang, part), rel);
                 }
             }
@@ -216,10 +226,10 @@ impl Templates {
         let reason_slots = Lang::ALL.len() * Reason::ALL.len();
         for lang in Lang::ALL {
             let rel = format!("_voice/{}.toml", lang.as_str());
-            for (section, key, phrase) in load_phrases(dir, &rel, &mut text, &mut sources)? {
+            for (section, key, phrase) in load_phrases(&files, &rel, &mut text, &mut sources)? {
                 let Some(s) = VOICE_SECTIONS.iter().position(|x| *x == section) else {
                     return Err(TemplateError::Syntax {
-                        file: display(dir, &rel),
+                        file: files.name(&rel),
                         line: 1,
                         message: format!("unknown section [{section}]; use [common], [formal], [warm] or [playful]"),
                     });
@@ -227,11 +237,11 @@ impl Templates {
                 voice.entry(key).or_insert_with(|| vec![None; voice_slots])[voice_slot(lang, s)] = Some(phrase);
             }
             let rel = format!("_reasons/{}.toml", lang.as_str());
-            for (section, key, phrase) in load_phrases(dir, &rel, &mut text, &mut sources)? {
+            for (section, key, phrase) in load_phrases(&files, &rel, &mut text, &mut sources)? {
                 let Some(reason) = Reason::ALL.into_iter().find(|r| r.code() == section) else {
                     let codes: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
                     return Err(TemplateError::Syntax {
-                        file: display(dir, &rel),
+                        file: files.name(&rel),
                         line: 1,
                         message: format!("unknown reason [{section}]; the codes are {}", codes.join(", ")),
                     });
@@ -247,12 +257,16 @@ impl Templates {
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
         helpers::register_common(&mut html);
-        let layout_path = dir.join(LAYOUT_FILE);
-        let layout_file = display(dir, LAYOUT_FILE);
-        if !parts.is_empty() || layout_path.is_file() {
-            let src = read(&layout_path)?;
-            html.register_template_string(LAYOUT_FILE, &src).map_err(|e| syntax_error(&layout_file, 1, &e))?;
-            sources.insert(LAYOUT_FILE.to_string(), Source { file: layout_file.clone(), first_line: 1, text: src });
+        let layout_file = files.name(LAYOUT_FILE);
+        match files.get(LAYOUT_FILE) {
+            Some(src) => {
+                html.register_template_string(LAYOUT_FILE, src).map_err(|e| syntax_error(&layout_file, 1, &e))?;
+                sources.insert(LAYOUT_FILE.to_string(), Source { file: layout_file.clone(), first_line: 1, text: src.to_string() });
+            }
+            None if !parts.is_empty() => {
+                return Err(TemplateError::Io(format!("{layout_file}: missing (every email is wrapped in this layout)")));
+            }
+            None => {}
         }
 
         // The fast path: every template and phrase translated once, where it can be.
@@ -294,6 +308,7 @@ impl Templates {
             fast_phrase_ids: phrase_ids,
             fast_layout,
             fallbacks: std::sync::atomic::AtomicU64::new(0),
+            files,
         })
     }
 
@@ -478,10 +493,6 @@ fn reason_text(e: &handlebars::RenderError) -> String {
     }
 }
 
-fn read(path: &Path) -> Result<String, TemplateError> {
-    fs::read_to_string(path).map_err(|e| TemplateError::Io(format!("{}: {e}", path.display())))
-}
-
 /// The line of `key` inside `[section]` of a TOML file (1 when it cannot be found).
 pub(crate) fn toml_key_line(src: &str, section: &str, key: &str) -> usize {
     let mut in_section = false;
@@ -504,17 +515,15 @@ pub(crate) fn toml_key_line(src: &str, section: &str, key: &str) -> usize {
 
 /// Every `[section] key = "text"` of one phrase file, each compiled as a template.
 fn load_phrases(
-    dir: &Path,
+    files: &TemplateFiles,
     rel: &str,
     registry: &mut Handlebars<'static>,
     sources: &mut HashMap<String, Source>,
 ) -> Result<Vec<(String, String, Phrase)>, TemplateError> {
-    let path = dir.join(rel);
-    if !path.is_file() {
+    let Some(src) = files.get(rel) else {
         return Ok(Vec::new());
-    }
-    let file = display(dir, rel);
-    let src = read(&path)?;
+    };
+    let file = files.name(rel);
     let table: toml::Table = src.parse().map_err(|e: toml::de::Error| TemplateError::Syntax {
         file: file.clone(),
         line: e.span().map(|s| src[..s.start.min(src.len())].lines().count().max(1)).unwrap_or(1),

@@ -4,7 +4,7 @@
 //! load everything at start, commit one batch per poll batch, claim and settle outbox rows
 //! under a lease — so the engine and the daemon never see which one they run on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -17,6 +17,7 @@ use belofte_core::trace::Step;
 mod console;
 mod feedback;
 mod partitions;
+mod wording;
 mod postgres;
 mod sqlite;
 mod trace;
@@ -25,6 +26,7 @@ pub use console::{AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowA
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
 pub use trace::{phone_key, OrderSearch, FOUND_AT_MOST};
+pub use wording::{CurrentWording, NewWording, WordingKind, WordingVersion};
 
 /// The channel of a stored `channel` column (`email`, `sms`, `event`); `None` for anything
 /// else (a row of a channel this build does not serve).
@@ -129,6 +131,9 @@ pub struct Batch {
     /// Per notification key of `messages`: the notice number and the decision as JSON
     /// (customer rows; a fallback is rendered from it). Rows without an entry have neither.
     pub notices: HashMap<String, (u32, String)>,
+    /// Keys of `messages` whose words are rendered when a dispatcher claims them, from their
+    /// decision in `notices`, with the wording current then (their `line` holds the facts).
+    pub unrendered: HashSet<String>,
     /// Events given up (also produced to the dead-letter topic once this commits).
     pub dead_letters: Vec<NewDeadLetter>,
     /// The steps the batch's events and timers took, of orders only (`trace` table).
@@ -243,10 +248,54 @@ pub struct Claimed {
     /// the row is still held by it.
     pub claimed_by: String,
     pub claim: i64,
+    /// The decision as JSON (customer rows).
+    pub decision: Option<String>,
+    /// Its words are still to be rendered (from `decision`): the claim does it (`Words`).
+    pub unrendered: bool,
 }
 
 /// The columns a claim reads, in the order `Claimed::read` takes them.
-const CLAIM_COLUMNS: &str = "id, notification_key, order_id, kind, channel, recipient, line, attempts, status, claims";
+const CLAIM_COLUMNS: &str = "id, notification_key, order_id, kind, channel, recipient, line, attempts, status, claims, decision, unrendered";
+
+/// How a claim renders the rows whose words are not written yet: with the wording of
+/// `version`, `render` gives the row's line (or why it cannot be rendered).
+pub struct Words<'a> {
+    pub version: i64,
+    pub render: &'a (dyn Fn(&Claimed) -> Result<String, String> + Send + Sync),
+}
+
+/// What a claim hands out: rows to send (their words written), and rows that could not be
+/// rendered, now `render_failed` with the reason (not sent; queued again when the wording
+/// changes, `Store::retry_render_failed`).
+#[derive(Debug, Default)]
+pub struct Claims {
+    pub rows: Vec<Claimed>,
+    pub render_failed: Vec<(Claimed, String)>,
+}
+
+impl Claims {
+    /// Words for the unrendered of `rows`: which are rendered (id, line) and which failed.
+    fn render(rows: Vec<Claimed>, words: &Words<'_>) -> (Claims, Vec<(i64, String)>) {
+        let mut claims = Claims::default();
+        let mut worded = Vec::new();
+        for mut row in rows {
+            if !row.unrendered {
+                claims.rows.push(row);
+                continue;
+            }
+            match (words.render)(&row) {
+                Ok(line) => {
+                    worded.push((row.id, line.clone()));
+                    row.line = line;
+                    row.unrendered = false;
+                    claims.rows.push(row);
+                }
+                Err(reason) => claims.render_failed.push((row, reason)),
+            }
+        }
+        (claims, worded)
+    }
+}
 
 impl Claimed {
     /// A row of `CLAIM_COLUMNS` as handed out under `lease` (its claim count was just raised).
@@ -256,6 +305,7 @@ impl Claimed {
         String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     {
         let status: String = r.get(8);
         Claimed {
@@ -271,6 +321,8 @@ impl Claimed {
             unknown: status != "pending",
             claimed_by: lease.holder.clone(),
             claim: r.get::<i64, _>(9) + 1,
+            decision: r.get(10),
+            unrendered: r.get(11),
         }
     }
 }
@@ -398,7 +450,24 @@ impl Store {
     /// the rows are locked `FOR UPDATE SKIP LOCKED` in the transaction that marks them, so
     /// concurrent claimers never get the same row.
     pub async fn claim(&self, channel: &str, now: Instant, limit: i64, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
-        on_backend!(self, b => b.claim(channel, now, limit, lease).await)
+        let none = |_: &Claimed| -> Result<String, String> { Err("no wording to render with".to_string()) };
+        Ok(self.claim_rendering(channel, now, limit, lease, &Words { version: 0, render: &none }).await?.rows)
+    }
+
+    /// [`Store::claim`], rendering the claimed rows whose words are not written yet with
+    /// `words`, in the claim's transaction: a row's words are fixed before its first attempt
+    /// (a look-up after a crash searches for the text that was sent, and a resend repeats
+    /// it). A row that cannot be rendered becomes `render_failed` with the reason (an
+    /// attempt `render_failed` is recorded) instead of `sending`.
+    pub async fn claim_rendering(
+        &self,
+        channel: &str,
+        now: Instant,
+        limit: i64,
+        lease: &Lease,
+        words: &Words<'_>,
+    ) -> Result<Claims, StoreError> {
+        on_backend!(self, b => b.claim(channel, now, limit, lease, words).await)
     }
 
     /// Record how several attempts ended, in one transaction (the dispatcher settles the

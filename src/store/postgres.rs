@@ -13,10 +13,7 @@ use sqlx::Row;
 
 use belofte_core::domain::Instant;
 
-use super::{
-    ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, Settle,
-    StoreError,
-};
+use super::{ts, Batch, Claimed, Claims, Encoded, Lease, OutboxView, Settle, StoreError, Words, CLAIM_COLUMNS};
 
 pub(super) struct PgStore {
     pub(super) pool: PgPool,
@@ -149,10 +146,10 @@ impl PgStore {
             let ms = &batch.messages;
             let notice = |key: &str| batch.notices.get(key);
             sqlx::query(
-                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at, message_ref, seq, decision)
-                 SELECT k, o, kd, c, r, s, l, s, $11, m, q, d
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::bigint[], $10::text[])
-                   AS t(k, o, kd, c, r, s, l, m, q, d)
+                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at, message_ref, seq, decision, unrendered)
+                 SELECT k, o, kd, c, r, s, l, s, $11, m, q, d, u
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::bigint[], $10::text[], $12::boolean[])
+                   AS t(k, o, kd, c, r, s, l, m, q, d, u)
                  ON CONFLICT (notification_key) DO NOTHING",
             )
             .bind(ms.iter().map(|m| m.notification_key.as_str()).collect::<Vec<_>>())
@@ -166,6 +163,7 @@ impl PgStore {
             .bind(ms.iter().map(|m| notice(&m.notification_key).map(|(seq, _)| i64::from(*seq))).collect::<Vec<_>>())
             .bind(ms.iter().map(|m| notice(&m.notification_key).map(|(_, json)| json.as_str())).collect::<Vec<_>>())
             .bind(now)
+            .bind(ms.iter().map(|m| batch.unrendered.contains(&m.notification_key)).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
@@ -178,7 +176,7 @@ impl PgStore {
     /// The zero-to-production shape: select the rows `FOR UPDATE SKIP LOCKED`, mark them,
     /// commit. A row another claimer has locked is skipped, not waited for; once that one
     /// commits, the row is `sending` under a live lease and no longer matches.
-    pub(super) async fn claim(&self, channel: &str, now: Instant, limit: i64, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
+    pub(super) async fn claim(&self, channel: &str, now: Instant, limit: i64, lease: &Lease, words: &Words<'_>) -> Result<Claims, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut rows = sqlx::query(&format!(
             "SELECT {CLAIM_COLUMNS} FROM outbox WHERE channel = $1 AND status = 'sending' AND lease_until <= now()
@@ -203,20 +201,55 @@ impl PgStore {
             );
         }
         if rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claims::default());
         }
-        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        sqlx::query(
-            "UPDATE outbox SET status = 'sending', claims = claims + 1, claimed_by = $2, claimed_at = now(),
-               lease_until = now() + make_interval(secs => $3) WHERE id = ANY($1)",
-        )
-        .bind(ids)
-        .bind(&lease.holder)
-        .bind(lease.length.as_secs_f64())
-        .execute(&mut *tx)
-        .await?;
+        let (claims, worded) = Claims::render(rows.iter().map(|r| Claimed::read(r, lease)).collect(), words);
+        if !claims.rows.is_empty() {
+            let ids: Vec<i64> = claims.rows.iter().map(|r| r.id).collect();
+            sqlx::query(
+                "UPDATE outbox SET status = 'sending', claims = claims + 1, claimed_by = $2, claimed_at = now(),
+                   lease_until = now() + make_interval(secs => $3) WHERE id = ANY($1)",
+            )
+            .bind(ids)
+            .bind(&lease.holder)
+            .bind(lease.length.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !worded.is_empty() {
+            let (ids, lines): (Vec<i64>, Vec<&str>) = worded.iter().map(|(id, line)| (*id, line.as_str())).unzip();
+            sqlx::query(
+                "UPDATE outbox o SET line = v.line, unrendered = false, wording = $3
+                 FROM UNNEST($1::bigint[], $2::text[]) AS v(id, line) WHERE o.id = v.id",
+            )
+            .bind(ids)
+            .bind(lines)
+            .bind(words.version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !claims.render_failed.is_empty() {
+            let (ids, reasons): (Vec<i64>, Vec<&str>) = claims.render_failed.iter().map(|(r, why)| (r.id, why.as_str())).unzip();
+            sqlx::query(
+                "UPDATE outbox o SET status = 'render_failed', last_error = v.why, wording = $3
+                 FROM UNNEST($1::bigint[], $2::text[]) AS v(id, why) WHERE o.id = v.id",
+            )
+            .bind(&ids)
+            .bind(&reasons)
+            .bind(words.version)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO attempts (outbox_id, at, outcome, detail) SELECT id, $3, 'render_failed', why FROM UNNEST($1::bigint[], $2::text[]) AS v(id, why)",
+            )
+            .bind(&ids)
+            .bind(&reasons)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(rows.into_iter().map(|r| Claimed::read(&r, lease)).collect())
+        Ok(claims)
     }
 
     pub(super) async fn settle_many(&self, done: &[(&Claimed, &Settle)], now: Instant) -> Result<Vec<i64>, StoreError> {

@@ -14,7 +14,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use belofte_core::domain::Instant;
 
 use super::{
-    parse_ts, ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, Settle, StoreError,
+    parse_ts, ts, Batch, Claimed, Claims, Encoded, CLAIM_COLUMNS, Lease, OutboxView, Settle, StoreError, Words,
 };
 
 /// Rows per multi-row statement: 12 parameters × 100 stays far below SQLite's limit of
@@ -138,7 +138,7 @@ impl SqliteStore {
         delete_keys(&mut tx, "unrouted", &batch.unrouted_removed).await?;
         for chunk in batch.messages.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at, message_ref, seq, decision) ",
+                "INSERT INTO outbox (notification_key, order_id, kind, channel, recipient, send_at, line, next_attempt_at, created_at, message_ref, seq, decision, unrendered) ",
             );
             q.push_values(chunk, |mut row, m| {
                 let send_at = ts(m.send_at);
@@ -154,7 +154,8 @@ impl SqliteStore {
                     .push_bind(now_s.clone())
                     .push_bind(belofte_feedback::message_ref(&m.notification_key))
                     .push_bind(notice.map(|(seq, _)| i64::from(*seq)))
-                    .push_bind(notice.map(|(_, json)| json.clone()));
+                    .push_bind(notice.map(|(_, json)| json.clone()))
+                    .push_bind(batch.unrendered.contains(&m.notification_key));
             });
             q.push(" ON CONFLICT (notification_key) DO NOTHING");
             q.build().execute(&mut *tx).await?;
@@ -167,7 +168,7 @@ impl SqliteStore {
 
     /// In one `BEGIN IMMEDIATE` transaction: the rows whose lease ran out, then the due ones
     /// (each read through its partial index), marked `sending` under the new lease.
-    pub(super) async fn claim(&self, channel: &str, now: Instant, limit: i64, lease: &Lease) -> Result<Vec<Claimed>, StoreError> {
+    pub(super) async fn claim(&self, channel: &str, now: Instant, limit: i64, lease: &Lease, words: &Words<'_>) -> Result<Claims, StoreError> {
         let mut tx = self.write_tx().await?;
         let mut rows = sqlx::query(&format!(
             "SELECT {CLAIM_COLUMNS} FROM outbox WHERE channel = ?1 AND status = 'sending' AND lease_until <= {DB_NOW}
@@ -192,21 +193,48 @@ impl SqliteStore {
             );
         }
         if rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claims::default());
         }
-        let mut mark = QueryBuilder::<Sqlite>::new("UPDATE outbox SET status = 'sending', claims = claims + 1, claimed_by = ");
-        mark.push_bind(lease.holder.clone());
-        mark.push(format!(", claimed_at = {DB_NOW}, lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', "));
-        mark.push_bind(format!("+{:.3} seconds", lease.length.as_secs_f64()));
-        mark.push(") WHERE id IN (");
-        let mut ids = mark.separated(", ");
-        for r in &rows {
-            ids.push_bind(r.get::<i64, _>(0));
+        let (claims, worded) = Claims::render(rows.iter().map(|r| Claimed::read(r, lease)).collect(), words);
+        if !claims.rows.is_empty() {
+            let mut mark = QueryBuilder::<Sqlite>::new("UPDATE outbox SET status = 'sending', claims = claims + 1, claimed_by = ");
+            mark.push_bind(lease.holder.clone());
+            mark.push(format!(", claimed_at = {DB_NOW}, lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', "));
+            mark.push_bind(format!("+{:.3} seconds", lease.length.as_secs_f64()));
+            mark.push(") WHERE id IN (");
+            let mut ids = mark.separated(", ");
+            for r in &claims.rows {
+                ids.push_bind(r.id);
+            }
+            mark.push(")");
+            mark.build().execute(&mut *tx).await?;
         }
-        mark.push(")");
-        mark.build().execute(&mut *tx).await?;
+        for chunk in worded.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE outbox SET line = v.column2, unrendered = 0, wording = ");
+            q.push_bind(words.version);
+            q.push(" FROM (");
+            q.push_values(chunk, |mut b, (id, line)| {
+                b.push_bind(*id).push_bind(line.clone());
+            });
+            q.push(") AS v WHERE outbox.id = v.column1");
+            q.build().execute(&mut *tx).await?;
+        }
+        for (row, reason) in &claims.render_failed {
+            sqlx::query("UPDATE outbox SET status = 'render_failed', last_error = ?2, wording = ?3 WHERE id = ?1")
+                .bind(row.id)
+                .bind(reason)
+                .bind(words.version)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO attempts (outbox_id, at, outcome, detail) VALUES (?1, ?2, 'render_failed', ?3)")
+                .bind(row.id)
+                .bind(ts(now))
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(rows.into_iter().map(|r| Claimed::read(&r, lease)).collect())
+        Ok(claims)
     }
 
     pub(super) async fn settle_many(&self, done: &[(&Claimed, &Settle)], now: Instant) -> Result<Vec<i64>, StoreError> {

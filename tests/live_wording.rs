@@ -1,0 +1,292 @@
+//! Live wording (issues 13 and 11): templates and brands published into the database while
+//! the daemon runs. A customer message keeps its decision and gets its words when it is
+//! sent, so a publish applies to messages already queued; what cannot be rendered is kept
+//! and sent once the wording is fixed; a broken template never gets in; a rollback brings
+//! the earlier words back; every instance on the database picks a publish up.
+
+mod backends;
+mod support;
+
+use std::time::Duration;
+
+use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
+use belofte::kafka::mock::EmbeddedBroker;
+use belofte::settings::Settings;
+use belofte::store::{Store, WordingKind};
+use belofte::wording::{self, Baseline, Edit, PublishError};
+use belofte_core::domain::Instant;
+use chrono::TimeZone;
+use serde_json::json;
+use support::{config_at, eventually, eventually_async, peers, route, settings, templates, Peers};
+use testkit::smtp::SmtpScript;
+
+const SMS: &str = "delayed/nl/sms.txt.hbs";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn shipped(rel: &str) -> String {
+    templates().files().get(rel).expect("a shipped template").to_string()
+}
+
+/// The shipped delayed SMS with its last words changed: "Vragen:" becomes `instead`.
+fn sms_saying(instead: &str) -> String {
+    let text = shipped(SMS);
+    assert!(text.contains("Vragen: {{brand.support_site}}"), "the shipped SMS ends with its support link");
+    text.replace("Vragen: {{brand.support_site}}", &format!("{instead} {{{{brand.support_site}}}}"))
+}
+
+/// No coalescing wait and no daily cap: each delay is told at once. Quiet hours stay.
+fn settings_now() -> Settings {
+    let mut s = settings();
+    s.policy.coalesce_seconds = 0;
+    s.policy.max_notices_per_day = 100;
+    s
+}
+
+fn without_quiet_hours(mut s: Settings) -> Settings {
+    s.policy.quiet_from = s.policy.quiet_until;
+    s
+}
+
+fn config(broker: &EmbeddedBroker, db: &backends::Db, peers: &Peers, group: &str) -> DaemonConfig {
+    let mut cfg = config_at(broker, &db.url, peers, group);
+    cfg.console.poll_secs = 1;
+    cfg
+}
+
+fn event(id: String, source: &str, kind: &str, t: Instant, data: serde_json::Value) -> String {
+    json!({"specversion": "1.0", "id": id, "source": source, "type": kind, "time": t.to_rfc3339(), "data": data}).to_string()
+}
+
+fn placed(id: &str, channels: &[&str], t: Instant) -> String {
+    event(
+        format!("{id}-placed"),
+        "/webshop",
+        "order.placed",
+        t,
+        json!({"order_id": id, "brand": "lumen", "placed_at": t.to_rfc3339(),
+               "customer": {"name": "Test Klant", "email": format!("{id}@example.nl"), "phone": "+31612345678", "locale": "nl-NL", "channels": channels},
+               "shipping": {"method": "standard", "carrier": "postnl", "country": "NL", "postal_code": "1011AA"},
+               "warehouse": "tilburg", "items": [{"sku": "S", "name": "Ding", "qty": 1}],
+               "promise": {"deliver_by": (t + chrono::Duration::days(2)).to_rfc3339()}}),
+    )
+}
+
+/// The warehouse ships six days late: the promise breaks, with a new date.
+fn delayed(id: &str, t: Instant) -> String {
+    event(
+        format!("{id}-delayed"),
+        "/warehouse/tilburg",
+        "warehouse.delayed",
+        t,
+        json!({"order_id": id, "reason": "capacity", "expected_ship_at": (t + chrono::Duration::days(6)).to_rfc3339()}),
+    )
+}
+
+/// Out of stock, restocked `restock` days later (None: nobody knows when).
+fn backorder(id: &str, n: u32, restock: Option<i64>, t: Instant) -> String {
+    event(
+        format!("{id}-backorder-{n}"),
+        "/warehouse/tilburg",
+        "warehouse.backorder",
+        t,
+        json!({"order_id": id, "sku": "S", "expected_restock_at": restock.map(|d| (t + chrono::Duration::days(d)).to_rfc3339())}),
+    )
+}
+
+fn produce(broker: &EmbeddedBroker, lines: &[String]) {
+    for l in lines {
+        let (topic, key) = route(l);
+        broker.produce(topic, key.as_deref(), l.as_bytes()).expect("produce");
+    }
+}
+
+async fn publish(running: &Running, kind: WordingKind, name: &str, body: &str, note: &str) -> i64 {
+    let edit = Edit { kind, name, body, author: "ops@shop.example", note };
+    running.shared.publish(&running.store, &edit).await.expect("the publish is accepted").version
+}
+
+/// The SMS texts Twilio got for one phone number, in order.
+fn sms_to(peers: &Peers, phone: &str) -> Vec<String> {
+    peers.twilio.messages().into_iter().filter(|m| m.to == phone).map(|m| m.body).collect()
+}
+
+async fn row_status(store: &Store, order: &str, kind: &str) -> Option<(String, Option<String>)> {
+    let rows = store.outbox().await.expect("outbox");
+    rows.into_iter().find(|r| r.order_id == order && r.kind == kind && r.channel != "event").map(|r| (r.status, r.last_error))
+}
+
+/// An SMS held for the quiet hours is decided at 23:00 and queued with its decision; the
+/// words published at 23:30 are the words the customer reads at 08:00.
+async fn a_message_held_for_the_night_is_sent_with_the_words_published_after_it_was_decided(db: &backends::Db) {
+    let broker = support::broker(3);
+    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let evening = chrono::FixedOffset::east_opt(3600).expect("CET").with_ymd_and_hms(2026, 11, 23, 23, 0, 0).single().expect("time").to_utc();
+    let clock = Clock::manual(evening);
+    let running = Running::start(settings_now(), templates(), config(&broker, db, &peers, "night"), Overrides { clock: Some(clock.clone()), ..Default::default() })
+        .await
+        .expect("daemon starts");
+    produce(&broker, &[placed("N-1", &["sms"], evening), delayed("N-1", evening)]);
+    let store = running.store.clone();
+    eventually_async("the SMS queued for the morning", WAIT, || {
+        let store = store.clone();
+        async move { row_status(&store, "N-1", "delayed").await.is_some() }
+    })
+    .await;
+    let row = running.store.outbox().await.expect("outbox").into_iter().find(|r| r.channel == "sms").expect("the SMS row");
+    assert_eq!((row.status.as_str(), row.send_at.as_str()), ("pending", "2026-11-24T07:00:00.000000Z"), "held until 08:00");
+    assert!(!row.line.contains("Vragen"), "no words yet, only the decision: {}", row.line);
+
+    clock.set(evening + chrono::Duration::minutes(30));
+    let version = publish(&running, WordingKind::Template, SMS, &sms_saying("Hulp nodig?"), "friendlier ending").await;
+    assert_eq!(running.shared.live.version(), version, "the publishing instance uses it at once");
+
+    clock.set(evening + chrono::Duration::hours(9) + chrono::Duration::minutes(1));
+    eventually("the SMS at 08:00", WAIT, || !sms_to(&peers, "+31612345678").is_empty()).await;
+    let texts = sms_to(&peers, "+31612345678");
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].ends_with("Hulp nodig? lumen.example/service") && !texts[0].contains("Vragen"), "the published words: {:?}", texts[0]);
+    let row = running.store.outbox().await.expect("outbox").into_iter().find(|r| r.channel == "sms").expect("the SMS row");
+    assert!(row.line.contains("Hulp nodig?"), "the words sent are written on the row: {}", row.line);
+    running.shutdown().await.expect("clean shutdown");
+}
+
+/// A template with a syntax error, a brand with a tone that does not exist: each publish is
+/// refused with what `belofte check` says, file and line, and nothing is stored.
+async fn a_broken_template_or_brand_is_refused_with_the_lint_messages_and_changes_nothing(db: &backends::Db) {
+    let store = db.open().await;
+    let s = settings();
+    let base = Baseline::new(templates().files().clone(), s.policy.clone());
+    let now = chrono::Utc::now();
+
+    let broken = "{{voice \"sms_greeting\"}}\nJe bestelling {{order_id}} komt later.\n{{#if new}}Nieuwe datum: {{new.date}}.\n";
+    let edit = Edit { kind: WordingKind::Template, name: SMS, body: broken, author: "ops", note: "oops" };
+    let Err(PublishError::Refused(problems)) = wording::publish(&store, &base, &edit, now).await else {
+        panic!("a template that does not compile must be refused");
+    };
+    let p = &problems[0];
+    assert_eq!(p.template, "templates/delayed/nl/sms.txt.hbs (draft)", "{problems:?}");
+    assert!(p.line.is_some() && p.message.contains("syntax"), "{p}");
+
+    let lumen = belofte::settings::brand_document(&s.policy.brands["lumen"]);
+    let cheerful = lumen.replace("tone = \"warm\"", "tone = \"cheerful\"");
+    assert_ne!(cheerful, lumen);
+    let edit = Edit { kind: WordingKind::Brand, name: "lumen", body: &cheerful, author: "marketing", note: "" };
+    let Err(PublishError::Refused(problems)) = wording::publish(&store, &base, &edit, now).await else {
+        panic!("a brand with an unknown tone must be refused");
+    };
+    let line = cheerful.lines().position(|l| l.starts_with("tone")).map(|i| i + 1);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!((problems[0].template.as_str(), problems[0].line), ("brands/lumen (draft)", line));
+    assert!(problems[0].message.contains("\"cheerful\" is not a tone (formal, warm, playful)"), "the configuration's message: {}", problems[0]);
+
+    // A warm brand that says "u": the lint of the templates in the brand's new tone.
+    let formal_words = shipped(SMS).replace("{{t \"je\" \"uw\"}} bestelling", "uw bestelling");
+    let edit = Edit { kind: WordingKind::Template, name: SMS, body: &formal_words, author: "ops", note: "" };
+    let Err(PublishError::Refused(problems)) = wording::publish(&store, &base, &edit, now).await else {
+        panic!("words against the register of a tone must be refused");
+    };
+    assert!(problems.iter().any(|p| p.template == "templates/delayed/nl/sms.txt.hbs (draft)" && p.message.contains("must not say \"uw\"")), "{problems:?}");
+
+    assert_eq!(store.wording_head().await.expect("head"), 0, "nothing was stored");
+    assert!(store.wording_versions(WordingKind::Template, SMS).await.expect("versions").is_empty());
+}
+
+/// A published update email names the previous promise. The lint's samples always have one,
+/// but an update after "no date yet" has none: that message cannot be rendered. It is kept
+/// as `render_failed` with the reason, and sent once a fix is published.
+async fn a_message_that_cannot_be_rendered_is_kept_and_sent_when_the_wording_is_fixed(db: &backends::Db) {
+    let broker = support::broker(3);
+    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let running = Running::start(without_quiet_hours(settings_now()), templates(), config(&broker, db, &peers, "fix"), Overrides::default())
+        .await
+        .expect("daemon starts");
+    let update = "update/nl/email.txt.hbs";
+    let risky = format!("{}\nEerder beloofd: {{{{previous.date}}}}.\n", shipped(update).trim_end());
+    publish(&running, WordingKind::Template, update, &risky, "name the earlier promise").await;
+
+    let now = chrono::Utc::now();
+    produce(&broker, &[placed("F-1", &["email"], now), backorder("F-1", 1, None, now)]);
+    peers.smtp.wait_for_accepted(1, WAIT).await;
+    produce(&broker, &[backorder("F-1", 2, Some(5), now + chrono::Duration::seconds(1))]);
+    let store = running.store.clone();
+    eventually_async("the update kept as render_failed", WAIT, || {
+        let store = store.clone();
+        async move { row_status(&store, "F-1", "update").await.is_some_and(|(s, _)| s == "render_failed") }
+    })
+    .await;
+    let (_, reason) = row_status(&running.store, "F-1", "update").await.expect("the update row");
+    let reason = reason.unwrap_or_default();
+    assert!(reason.contains("templates/update/nl/email.txt.hbs (version") && reason.contains("previous.date"), "the reason names the document: {reason}");
+    assert_eq!(running.shared.metrics.counter_total("belofte_render_failed_total"), 1.0);
+    assert_eq!(peers.smtp.accepted().len(), 1, "only the backorder email went");
+
+    let fixed = format!("{}\n{{{{#if previous}}}}Eerder beloofd: {{{{previous.date}}}}.{{{{/if}}}}\n", shipped(update).trim_end());
+    publish(&running, WordingKind::Template, update, &fixed, "only when there was a date").await;
+    peers.smtp.wait_for_accepted(2, WAIT).await;
+    let mails = peers.smtp.accepted();
+    assert!(!mails[1].data.contains("Eerder beloofd"), "no earlier promise to name");
+    assert_eq!(row_status(&running.store, "F-1", "update").await.map(|(s, _)| s), Some("sent".to_string()));
+    running.shutdown().await.expect("clean shutdown");
+}
+
+/// Two publishes, then a rollback to the first: the next message has the first words
+/// again, and the history keeps all three versions.
+async fn a_rollback_restores_the_earlier_words_and_keeps_the_history(db: &backends::Db) {
+    let broker = support::broker(3);
+    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let running = Running::start(without_quiet_hours(settings_now()), templates(), config(&broker, db, &peers, "rollback"), Overrides::default())
+        .await
+        .expect("daemon starts");
+    let first = publish(&running, WordingKind::Template, SMS, &sms_saying("Hulp nodig?"), "first").await;
+    publish(&running, WordingKind::Template, SMS, &sms_saying("Meer weten?"), "second").await;
+    let now = chrono::Utc::now();
+    produce(&broker, &[placed("R-1", &["sms"], now), delayed("R-1", now)]);
+    eventually("the first SMS", WAIT, || peers.twilio.messages().len() == 1).await;
+    assert!(peers.twilio.messages()[0].body.contains("Meer weten?"));
+
+    let back = running.shared.rollback(&running.store, first, "ops@shop.example").await.expect("rollback");
+    produce(&broker, &[placed("R-2", &["sms"], now), delayed("R-2", now)]);
+    eventually("the second SMS", WAIT, || peers.twilio.messages().len() == 2).await;
+    let body = peers.twilio.messages()[1].body.clone();
+    assert!(body.contains("Hulp nodig?") && !body.contains("Meer weten?"), "{body}");
+
+    let versions = running.store.wording_versions(WordingKind::Template, SMS).await.expect("versions");
+    assert_eq!(versions.iter().map(|v| v.note.as_str()).collect::<Vec<_>>(), [format!("rollback to {first}").as_str(), "second", "first"]);
+    assert_eq!(versions[0].id, back.version);
+    assert!(versions[0].diff.starts_with("--- before") && versions[0].diff.contains("Meer weten?") && versions[0].diff.contains("Hulp nodig?"), "{}", versions[0].diff);
+    assert_eq!(versions[0].author, "ops@shop.example");
+    running.shutdown().await.expect("clean shutdown");
+}
+
+/// Two instances on one PostgreSQL database: a publish through the first is used by the
+/// second, which has not been told anything but what is in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publish_through_one_instance_is_used_by_the_other() {
+    let db = backends::Db::postgres().await;
+    let broker = support::broker(3);
+    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let start = |name: &str| {
+        let mut cfg = config(&broker, &db, &peers, "pair");
+        cfg.kafka.group_instance_id = name.to_string();
+        Running::start(without_quiet_hours(settings_now()), templates(), cfg, Overrides::default())
+    };
+    let a = start("a").await.expect("a starts");
+    let b = start("b").await.expect("b starts");
+    let version = publish(&a, WordingKind::Template, SMS, &sms_saying("Hulp nodig?"), "from a").await;
+    a.shutdown().await.expect("a stops");
+    eventually("b picks the publish up", WAIT, || b.shared.live.version() == version).await;
+    assert_eq!(b.shared.metrics.gauge("belofte_wording_version", &[]), version as f64);
+
+    let now = chrono::Utc::now();
+    produce(&broker, &[placed("P-1", &["sms"], now), delayed("P-1", now)]);
+    eventually("the SMS sent by b", WAIT, || !sms_to(&peers, "+31612345678").is_empty()).await;
+    assert!(sms_to(&peers, "+31612345678")[0].contains("Hulp nodig?"));
+    b.shutdown().await.expect("b stops");
+}
+
+on_both_backends!(
+    a_message_held_for_the_night_is_sent_with_the_words_published_after_it_was_decided,
+    a_broken_template_or_brand_is_refused_with_the_lint_messages_and_changes_nothing,
+    a_message_that_cannot_be_rendered_is_kept_and_sent_when_the_wording_is_fixed,
+    a_rollback_restores_the_earlier_words_and_keeps_the_history,
+);
