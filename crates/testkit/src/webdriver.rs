@@ -229,19 +229,23 @@ impl Browser {
         Ok(Element { browser: self, id: id.to_string() })
     }
 
-    /// Wait until an element matching `css` shows text containing `needle` (pages that
-    /// update themselves, a send that is still on its way); the error says what was seen.
-    pub async fn wait_for(&self, css: &str, needle: &str, within: Duration) -> Result<Element<'_>> {
+    /// Wait until an element matching `css` shows text containing `needle` (a page that is
+    /// still loading after a click, one that updates itself, a send still on its way); that
+    /// text. An element gone with the page it was on counts as not yet; the error says what
+    /// the page showed.
+    pub async fn wait_for(&self, css: &str, needle: &str, within: Duration) -> Result<String> {
         let start = std::time::Instant::now();
         loop {
             let mut seen = String::new();
-            for element in self.find_all(css).await? {
-                let text = element.text().await?;
-                if text.contains(needle) {
-                    return Ok(element);
+            match self.texts(css).await {
+                Ok(texts) => {
+                    if let Some(found) = texts.iter().find(|t| t.contains(needle)) {
+                        return Ok(found.clone());
+                    }
+                    seen = texts.join("\n");
                 }
-                seen.push_str(&text);
-                seen.push('\n');
+                Err(e) if e.error == "stale element reference" => {}
+                Err(e) => return Err(e),
             }
             if start.elapsed() >= within {
                 return Err(local(
@@ -252,6 +256,15 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The text of every element matching `css`, in document order.
+    pub async fn texts(&self, css: &str) -> Result<Vec<String>> {
+        let mut texts = Vec::new();
+        for element in self.find_all(css).await? {
+            texts.push(element.text().await?);
+        }
+        Ok(texts)
     }
 
     /// Run `script` (a function body: `return …`) in the page with `args`; its result.
@@ -332,6 +345,11 @@ impl Element<'_> {
     /// Clear the field, then type `text` into it as keystrokes.
     pub async fn type_text(&self, text: &str) -> Result<()> {
         self.browser.post("element clear", &self.path("/clear"), json!({})).await?;
+        self.send_keys(text).await
+    }
+
+    /// Type `text` where the caret is (a field keeps what it held).
+    pub async fn send_keys(&self, text: &str) -> Result<()> {
         self.browser.post("element send keys", &self.path("/value"), json!({"text": text})).await?;
         Ok(())
     }

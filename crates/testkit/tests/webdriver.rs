@@ -45,7 +45,7 @@ async fn a_person_types_a_name_clicks_and_reads_the_greeting() {
     // The greeting comes a moment after the click: waited for, not slept for.
     browser.find("#greet").await.expect("the button").click().await.expect("clicked");
     let out = browser.wait_for("#out", "Hello", Duration::from_secs(10)).await.expect("the greeting");
-    assert_eq!(out.text().await.expect("text"), "Hello, Ingrid!");
+    assert_eq!(out, "Hello, Ingrid!");
 
     let items = browser.find_all("li").await.expect("list");
     assert_eq!(items.len(), 3);
