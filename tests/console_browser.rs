@@ -150,8 +150,8 @@ async fn ops_read_a_trace_fix_a_template_and_set_a_brands_tone_in_the_browser() 
     let shipped = std::fs::read_to_string(root().join("templates").join(path)).expect("the shipped template");
     console.open(&format!("/console/templates/{path}")).await;
     console.sees("h1", path).await;
-    console.sees("#preview .sample[data-tone=formal] pre.text", "uw bestelling").await;
-    console.sees("#preview .sample[data-tone=warm] pre.text", "je bestelling").await;
+    console.sees("#preview .sample[data-tone=formal] pre.text", "hoort u").await;
+    console.sees("#preview .sample[data-tone=warm] pre.text", "hoor je").await;
 
     // Broken: an {{#if}} never closed. The lint says so, with the line, as the person types.
     let broken = format!("{shipped}{{{{#if new}}}}\nTot ziens\n");
@@ -206,11 +206,11 @@ async fn ops_read_a_trace_fix_a_template_and_set_a_brands_tone_in_the_browser() 
     // A brand: Hofman writes formally; marketing tries the warm tone and compares.
     console.open("/console/brands/hofman").await;
     console.sees("h1", "Hofman").await;
-    let now = console.sees("#preview .sample pre.text", "uw bestelling").await;
+    let now = console.sees("#preview .sample pre.text", "hoort u").await;
     console.click("#tone option[value=warm]").await;
     console.click("form[action$='/draft'] button[type=submit]").await;
     console.sees(".note", "draft").await;
-    let draft = console.sees("#preview .sample[data-tone=warm] pre.text", "je bestelling").await;
+    let draft = console.sees("#preview .sample[data-tone=warm] pre.text", "hoor je").await;
     assert_ne!(now, draft, "the preview changes with the tone");
     console.shot("05-brand-tone").await;
 
