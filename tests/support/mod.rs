@@ -175,9 +175,10 @@ pub fn seen_by_customer(l: &Line) -> String {
     )
 }
 
-/// An order of `lumen` placed now that is delayed at once: one email, one SMS (coalescing off).
-pub fn order_now(id: &str, channels: &[&str], phone: &str) -> Vec<String> {
-    delayed_order_now(id, "lumen", "Test Klant", channels, phone)
+/// An order of `lumen` placed now by `name` and its warehouse delay of four days: one notice
+/// decided at once (with `settings_now`), on `channels`.
+pub fn order_now(id: &str, name: &str, channels: &[&str], phone: &str) -> Vec<String> {
+    delayed_order_now(id, "lumen", name, channels, phone)
 }
 
 /// An order of `brand` for a customer called `name`, placed now and delayed at once.
@@ -201,7 +202,8 @@ pub fn delayed_order_now(id: &str, brand: &str, name: &str, channels: &[&str], p
     ]
 }
 
-/// Wall-clock settings for tests that run "now": no coalescing wait, no quiet hours.
+/// Wall-clock settings for tests that run "now": no coalescing wait, no quiet hours, no
+/// daily cap in the way.
 pub fn settings_now() -> Settings {
     let mut s = settings();
     s.policy.coalesce_seconds = 0;
