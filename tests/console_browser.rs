@@ -212,6 +212,8 @@ async fn ops_read_a_trace_fix_a_template_and_set_a_brands_tone_in_the_browser() 
     console.sees(".note", "draft").await;
     let draft = console.sees("#preview .sample[data-tone=warm] pre.text", "hoor je").await;
     assert_ne!(now, draft, "the preview changes with the tone");
+    let preview = browser.find("#preview").await.expect("the preview");
+    browser.execute("arguments[0].scrollIntoView()", vec![preview.as_arg()]).await.expect("scrolled");
     console.shot("05-brand-tone").await;
 
     copy_to_docs(&[("04-template-published", "console-template.png"), ("05-brand-tone", "console-brand.png")]);
