@@ -184,7 +184,9 @@ impl Running {
         let producers = Arc::new(Producers::new(&cfg.kafka)?);
         let (tx, rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let (http_addr, http) = http::serve(&cfg.http.listen, Arc::clone(&shared), Arc::clone(&ingest), Arc::clone(&store), rx.clone())
+        let pauses = Arc::new(dispatch::Pauses::default());
+        let console = crate::console::Console::new(&cfg.console, Arc::clone(&shared), Arc::clone(&store), Arc::clone(&pauses)).map(crate::console::router);
+        let (http_addr, http) = http::serve(&cfg.http.listen, Arc::clone(&shared), Arc::clone(&ingest), Arc::clone(&store), console, rx.clone())
             .await
             .map_err(|e| DaemonError::Setup(format!("http listen {}: {e}", cfg.http.listen)))?;
         let feedback = Arc::new(feedback::Feedback::new(
@@ -236,6 +238,7 @@ impl Running {
             cfg.dispatch.clone(),
             Arc::clone(&feedback),
             leases,
+            pauses,
         ));
         let mut workers: Vec<JoinHandle<()>> = [Channel::Email, Channel::Sms, Channel::Event]
             .into_iter()
@@ -245,7 +248,7 @@ impl Running {
         let poll = Duration::from_secs(cfg.console.poll_secs);
         workers.push(tokio::spawn(live::watch(Arc::clone(&shared), Arc::clone(&store), poll, rx.clone(), Arc::clone(&wake))));
         // The URL is not logged: it may hold a password.
-        tracing::info!(http = %http_addr, public = ?public_addr, database = store.backend_name(), %instance, brokers = %cfg.kafka.brokers, "belofte is running");
+        tracing::info!(http = %http_addr, public = ?public_addr, console = cfg.console.enabled_token().is_some(), database = store.backend_name(), %instance, brokers = %cfg.kafka.brokers, "belofte is running");
         Ok(Running {
             http_addr,
             public_addr,
