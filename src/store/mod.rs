@@ -14,12 +14,14 @@ use belofte_core::engine::{Decision, OrderState, Status};
 use belofte_core::event::Event;
 use belofte_core::trace::Step;
 
+mod console;
 mod feedback;
 mod partitions;
 mod postgres;
 mod sqlite;
 mod trace;
 
+pub use console::{AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, DEAD_LETTER_PAYLOAD_MAX, PROBLEM_STATUSES};
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
 pub use trace::{phone_key, OrderSearch, FOUND_AT_MOST};
@@ -129,6 +131,8 @@ pub struct Batch {
     pub notices: HashMap<String, (u32, String)>,
     /// The steps the batch's events and timers took, of orders only (`trace` table).
     pub trace: Vec<Step>,
+    /// Events given up (also produced to the dead-letter topic once this commits).
+    pub dead_letters: Vec<NewDeadLetter>,
 }
 
 impl Batch {
@@ -142,6 +146,7 @@ impl Batch {
             && self.unrouted_removed.is_empty()
             && self.messages.is_empty()
             && self.trace.is_empty()
+            && self.dead_letters.is_empty()
     }
 }
 

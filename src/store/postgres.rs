@@ -170,6 +170,7 @@ impl PgStore {
             .await?;
         }
         super::trace::postgres::insert(&mut tx, &encoded.trace).await?;
+        super::console::postgres::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }

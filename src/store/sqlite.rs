@@ -160,6 +160,7 @@ impl SqliteStore {
             q.build().execute(&mut *tx).await?;
         }
         super::trace::sqlite::insert(&mut tx, &encoded.trace).await?;
+        super::console::sqlite::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }
