@@ -14,7 +14,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use belofte_core::domain::Instant;
 
 use super::{
-    parse_ts, ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, Settle, StoreError,
+    parse_ts, ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, OUTBOX_VIEW_COLUMNS, Settle, StoreError,
 };
 
 /// Rows per multi-row statement: 12 parameters × 100 stays far below SQLite's limit of
@@ -370,33 +370,14 @@ impl SqliteStore {
 
     /// Every row, or one order's (through `outbox_notice`).
     pub(super) async fn outbox(&self, order_id: Option<&str>) -> Result<Vec<OutboxView>, StoreError> {
-        let q = format!(
-            "SELECT id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id
-             FROM outbox {} ORDER BY send_at, id",
-            if order_id.is_some() { "WHERE order_id = ?1" } else { "" }
-        );
+        let filter = if order_id.is_some() { "WHERE order_id = ?1" } else { "" };
+        let q = format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox {filter} ORDER BY send_at, id");
         let mut query = sqlx::query(&q);
         if let Some(id) = order_id {
             query = query.bind(id);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OutboxView {
-                id: r.get(0),
-                notification_key: r.get(1),
-                order_id: r.get(2),
-                kind: r.get(3),
-                channel: r.get(4),
-                recipient: r.get(5),
-                send_at: r.get(6),
-                line: r.get(7),
-                status: r.get(8),
-                attempts: r.get(9),
-                last_error: r.get(10),
-                provider_id: r.get(11),
-            })
-            .collect())
+        Ok(rows.iter().map(|r| OutboxView::read(r, r.get(6))).collect())
     }
 
     pub(super) async fn attempts(&self, outbox_id: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {
