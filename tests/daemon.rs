@@ -13,7 +13,7 @@ use belofte::render::line::Line;
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
 use serde_json::Value;
-use support::{config_at, eventually, eventually_async, peers, root, route, seen_by_customer, settings, settings_now, simulated, templates, Peers};
+use support::{config_at, eventually, eventually_async, feed, peers, processed, root, route, seen_by_customer, settings, settings_now, simulated, stories, templates, Peers};
 use testkit::smtp::{DataAnswer, SmtpScript};
 use testkit::twilio::TwilioAnswer;
 
@@ -23,40 +23,6 @@ fn broker() -> EmbeddedBroker {
 
 fn config(broker: &EmbeddedBroker, db: &Path, peers: &Peers, group: &str) -> DaemonConfig {
     config_at(broker, &format!("sqlite://{}", db.display()), peers, group)
-}
-
-fn processed(r: &Running) -> usize {
-    r.shared.metrics.counter_total("belofte_events_total") as usize
-}
-
-/// Several stories merged into one stream in time order (the daemon sees one world).
-fn stories(names: &[&str]) -> Vec<String> {
-    let mut lines: Vec<(chrono::DateTime<chrono::Utc>, usize, String)> = Vec::new();
-    for name in names {
-        let text = std::fs::read_to_string(root().join(format!("tests/scenarios/{name}.jsonl"))).expect("story");
-        for l in text.lines().filter(|l| !l.trim().is_empty()) {
-            let mut v: Value = serde_json::from_str(l).expect("valid story line");
-            let t = parse_time(v["time"].as_str().expect("time")).expect("rfc3339");
-            // Event ids are unique per story's producers, not across stories.
-            let id = format!("{name}-{}", v["id"].as_str().expect("id"));
-            v["id"] = Value::String(id);
-            lines.push((t, lines.len(), v.to_string()));
-        }
-    }
-    lines.sort();
-    lines.into_iter().map(|(_, _, l)| l).collect()
-}
-
-/// Feed a stream on a hand-set clock, each event at its own time, waiting for each.
-async fn feed(broker: &EmbeddedBroker, running: &Running, clock: &Clock, lines: &[String], from: usize) {
-    for (i, line) in lines.iter().enumerate() {
-        let v: Value = serde_json::from_str(line).expect("json");
-        clock.set(parse_time(v["time"].as_str().expect("time")).expect("time"));
-        let (topic, key) = route(line);
-        broker.produce(topic, key.as_deref(), line.as_bytes()).expect("produce");
-        let want = from + i + 1;
-        eventually("the event to be processed", Duration::from_secs(30), || processed(running) >= want).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

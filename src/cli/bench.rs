@@ -90,6 +90,10 @@ pub struct Options {
     /// fanout, dispatch, memory. Default: all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// The daemon keeps every order's trace (`[trace] keep`): `--keep-trace false`
+    /// measures what storing it costs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_trace: bool,
 }
 
 /// One figure: its JSON key, the samples of each repetition, and its target.
@@ -348,6 +352,7 @@ async fn start(
     c.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
     c.database.url = db_url(dir);
     c.http.listen = "127.0.0.1:0".into();
+    c.trace.keep = opts.keep_trace;
     cfg(&mut c);
     let (email, sms) = match backends {
         Some((e, s)) => (Some(e), Some(s)),

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod csrf;
 pub mod html;
+pub mod orders;
 pub mod outbox;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct Console {
     pub pauses: Arc<Pauses>,
     pub keys: auth::Keys,
     pub session_hours: u64,
+    /// How the order search reads a national phone number (`[console] phone_country_code`).
+    pub phone_country_code: String,
 }
 
 pub type State = Arc<Console>;
@@ -48,7 +51,7 @@ impl Console {
     /// The console of `cfg`, or `None` when it is off (no token).
     pub fn new(cfg: &ConsoleConfig, shared: Arc<Shared>, store: Arc<Store>, pauses: Arc<Pauses>) -> Option<Console> {
         let token = cfg.enabled_token()?;
-        Some(Console { shared, store, pauses, keys: auth::Keys::new(token), session_hours: cfg.session_hours })
+        Some(Console { shared, store, pauses, keys: auth::Keys::new(token), session_hours: cfg.session_hours, phone_country_code: cfg.phone_country_code.clone() })
     }
 }
 
@@ -60,10 +63,14 @@ pub fn router(console: Console) -> Router {
         .route("/outbox", get(outbox::api))
         .route("/outbox/{id}/retry", post(outbox::api_retry))
         .route("/outbox/{id}/cancel", post(outbox::api_cancel))
-        .route("/audit", get(audit::api));
+        .route("/audit", get(audit::api))
+        .route("/orders", get(orders::api_search))
+        .route("/orders/{order_id}/timeline", get(orders::api_timeline));
     let pages = Router::new()
         .route("/console", get(index))
         .route("/console/", get(index))
+        .route("/console/orders", get(orders::page_search))
+        .route("/console/orders/{order_id}", get(orders::page_timeline))
         .route("/console/outbox", get(outbox::page))
         .route("/console/outbox/{id}/retry", post(outbox::page_retry))
         .route("/console/outbox/{id}/cancel", post(outbox::page_cancel))

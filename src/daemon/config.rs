@@ -1,5 +1,5 @@
 //! The daemon's sections of the configuration (`[database]`, `[kafka]`, `[email]`, `[sms]`,
-//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[console]`), read from the same layered sources as the
+//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[trace]`, `[console]`), read from the same layered sources as the
 //! policy.
 
 use serde::Deserialize;
@@ -20,6 +20,7 @@ pub struct DaemonConfig {
     pub dispatch: DispatchConfig,
     pub fallback: FallbackConfig,
     pub log: LogConfig,
+    pub trace: TraceConfig,
     pub console: ConsoleConfig,
 }
 
@@ -243,6 +244,9 @@ pub struct ConsoleConfig {
     pub session_hours: u64,
     /// How often every instance looks for published wording.
     pub poll_secs: u64,
+    /// The country code a national number typed into the order search is read with
+    /// (`31`: `06 12345678` finds `+31612345678`).
+    pub phone_country_code: String,
 }
 
 /// The shortest token the console accepts: a guessable one would open the outbox to anyone
@@ -251,7 +255,7 @@ pub const CONSOLE_TOKEN_MIN: usize = 16;
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { token: None, session_hours: 8, poll_secs: 2 }
+        ConsoleConfig { token: None, session_hours: 8, poll_secs: 2, phone_country_code: "31".into() }
     }
 }
 
@@ -262,6 +266,7 @@ impl std::fmt::Debug for ConsoleConfig {
             .field("token", &self.token.as_ref().map(|_| "…"))
             .field("session_hours", &self.session_hours)
             .field("poll_secs", &self.poll_secs)
+            .field("phone_country_code", &self.phone_country_code)
             .finish()
     }
 }
@@ -287,6 +292,10 @@ impl ConsoleConfig {
         if self.poll_secs == 0 {
             return Err(("console.poll_secs", "must be at least 1 (seconds between looks for published wording)".into()));
         }
+        let code = &self.phone_country_code;
+        if !(1..=3).contains(&code.len()) || !code.chars().all(|c| c.is_ascii_digit()) {
+            return Err(("console.phone_country_code", format!("{code:?} is not a country calling code (1 to 3 digits, e.g. \"31\")")));
+        }
         Ok(())
     }
 }
@@ -310,6 +319,20 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// `[trace]`: every order's trace (`shared/spec/trace.md`), kept for its timeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceConfig {
+    /// The worlds record their steps and each batch writes them to the `trace` table.
+    pub keep: bool,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig { keep: true }
     }
 }
 

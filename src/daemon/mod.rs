@@ -226,6 +226,7 @@ impl Running {
             Arc::clone(&producers),
             Arc::clone(&store),
             topology,
+            cfg.trace.keep,
             rx.clone(),
             Arc::clone(&wake),
         ));

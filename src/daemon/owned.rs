@@ -24,17 +24,22 @@ pub const LEGACY: i32 = -1;
 
 pub struct Owned<'p> {
     policy: &'p Policy,
+    /// The worlds record their trace (`[trace] keep`).
+    traced: bool,
     worlds: BTreeMap<i32, World<'p>>,
 }
 
 impl<'p> Owned<'p> {
-    pub fn new(policy: &'p Policy) -> Self {
-        Owned { policy, worlds: BTreeMap::new() }
+    pub fn new(policy: &'p Policy, traced: bool) -> Self {
+        Owned { policy, traced, worlds: BTreeMap::new() }
     }
 
     /// Take over partition `part` with what the store kept of it.
     pub fn adopt(&mut self, part: i32, snapshot: Snapshot) {
         let mut world = World::new(self.policy).tracking_changes();
+        if self.traced {
+            world = world.traced();
+        }
         for key in snapshot.seen {
             world.remember_key(key);
         }

@@ -46,6 +46,7 @@ pub async fn run(
     producers: Arc<Producers>,
     store: Arc<Store>,
     mut topology: Topology,
+    keep_trace: bool,
     mut shutdown: watch::Receiver<bool>,
     wake_dispatch: Arc<Notify>,
 ) -> Result<(), DaemonError> {
@@ -53,7 +54,7 @@ pub async fn run(
     // published brand document); its worlds borrow it for the processor's life, so a later
     // publish reaches the engine's decisions at the next start, and the words at once.
     let engine_policy = shared.live.get().policy.clone();
-    let mut owned = Owned::new(&engine_policy);
+    let mut owned = Owned::new(&engine_policy, keep_trace);
     let mut fences: BTreeMap<i32, i64> = BTreeMap::new();
     shared.metrics.set("belofte_orders", &[], 0.0);
     // "No events for a long time" counts from the start until the first record.
@@ -246,6 +247,9 @@ impl Gathered {
         self.changed.entry(part).or_default().append(&mut fx.changed);
         self.batch.parked_added.extend(fx.parked_added.drain(..).map(|(k, e, t)| (part, k, e, t)));
         self.batch.parked_removed.append(&mut fx.parked_removed);
+        // An event that names no order (a carrier event for an unknown parcel) has no
+        // timeline to join.
+        self.batch.trace.extend(fx.trace.drain(..).filter(|s| s.order_id.is_some()));
         for letter in fx.dead_letters.drain(..) {
             tracing::warn!(event = %letter.event.id, reason = %letter.reason, "parked event given up");
             self.given_up += 1;

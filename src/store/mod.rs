@@ -12,6 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use belofte_core::domain::{Channel, Instant};
 use belofte_core::engine::{Decision, OrderState, Status};
 use belofte_core::event::Event;
+use belofte_core::trace::Step;
 
 mod console;
 mod feedback;
@@ -19,11 +20,13 @@ mod partitions;
 mod wording;
 mod postgres;
 mod sqlite;
+mod trace;
 
 pub use console::{AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, DEAD_LETTER_PAYLOAD_MAX, PROBLEM_STATUSES};
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
 pub use wording::{CurrentWording, NewWording, WordingKind, WordingVersion};
+pub use trace::{phone_key, OrderSearch, FOUND_AT_MOST};
 
 /// The channel of a stored `channel` column (`email`, `sms`, `event`); `None` for anything
 /// else (a row of a channel this build does not serve).
@@ -131,6 +134,8 @@ pub struct Batch {
     /// Keys of `messages` whose words are rendered when a dispatcher claims them, from their
     /// decision in `notices`, with the wording current then (their `line` holds the facts).
     pub unrendered: HashSet<String>,
+    /// The steps the batch's events and timers took, of orders only (`trace` table).
+    pub trace: Vec<Step>,
     /// Events given up (also produced to the dead-letter topic once this commits).
     pub dead_letters: Vec<NewDeadLetter>,
 }
@@ -145,18 +150,33 @@ impl Batch {
             && self.unrouted_added.is_empty()
             && self.unrouted_removed.is_empty()
             && self.messages.is_empty()
+            && self.trace.is_empty()
             && self.dead_letters.is_empty()
     }
 }
 
+/// An order's row as the backends write it.
+struct EncodedOrder {
+    id: String,
+    /// `OrderState` as JSON.
+    state: String,
+    open: bool,
+    part: i32,
+    /// The customer's contact, for `find_orders`: the address lower-cased, the number as
+    /// `phone_key` writes it. Written when the row is inserted (no event changes them).
+    email: Option<String>,
+    phone: Option<String>,
+}
+
 /// A batch's documents as the backends write them: states and events as JSON.
 struct Encoded {
-    /// (order id, state JSON, open, partition)
-    orders: Vec<(String, String, bool, i32)>,
+    orders: Vec<EncodedOrder>,
     /// (event key, event JSON, expires at, partition)
     parked: Vec<(Vec<u8>, String, Instant, i32)>,
     /// (event key, tracking number, event JSON, expires at)
     unrouted: Vec<(Vec<u8>, String, String, Instant)>,
+    /// (order id, at, step JSON) of the batch's trace, in the order the steps were taken.
+    trace: Vec<(String, Instant, String)>,
 }
 
 impl Encoded {
@@ -166,7 +186,14 @@ impl Encoded {
             let json = serde_json::to_string(o)
                 .map_err(|e| StoreError::Corrupt { what: format!("order {}", o.order_id), message: e.to_string() })?;
             let open = matches!(o.status, Status::Open | Status::Shipped) || o.next_wakeup().is_some();
-            orders.push((o.order_id.to_string(), json, open, *part));
+            orders.push(EncodedOrder {
+                id: o.order_id.to_string(),
+                state: json,
+                open,
+                part: *part,
+                email: o.customer.email.as_ref().map(|e| e.to_lowercase()),
+                phone: o.customer.phone.as_deref().and_then(phone_key),
+            });
         }
         let event_json = |what: &str, event: &Event| {
             serde_json::to_string(event).map_err(|e| StoreError::Corrupt { what: what.to_string(), message: e.to_string() })
@@ -179,7 +206,8 @@ impl Encoded {
         for (key, number, event, expires) in &batch.unrouted_added {
             unrouted.push((key.to_be_bytes().to_vec(), number.clone(), event_json("unrouted event", event)?, *expires));
         }
-        Ok(Encoded { orders, parked, unrouted })
+        let trace = trace::encode(&batch.trace);
+        Ok(Encoded { orders, parked, unrouted, trace })
     }
 }
 
@@ -519,7 +547,12 @@ impl Store {
 
     /// Every outbox row with its status, oldest first (tests, demo summary).
     pub async fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        on_backend!(self, b => b.outbox().await)
+        on_backend!(self, b => b.outbox(None).await)
+    }
+
+    /// One order's outbox rows, oldest first.
+    pub async fn order_outbox(&self, order_id: &str) -> Result<Vec<OutboxView>, StoreError> {
+        on_backend!(self, b => b.outbox(Some(order_id)).await)
     }
 
     /// The attempts recorded for one outbox row: (outcome, detail).

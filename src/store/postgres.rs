@@ -57,19 +57,20 @@ impl PgStore {
             }
         }
         if !encoded.orders.is_empty() {
-            let (ids, states, open): (Vec<&str>, Vec<&str>, Vec<bool>) =
-                multiunzip(encoded.orders.iter().map(|(id, json, open, _)| (id.as_str(), json.as_str(), *open)));
-            let parts: Vec<i32> = encoded.orders.iter().map(|o| o.3).collect();
+            let os = &encoded.orders;
             sqlx::query(
-                "INSERT INTO orders (order_id, state, open, updated_at, part)
-                 SELECT id, state, open, $4, part FROM UNNEST($1::text[], $2::text[], $3::boolean[], $5::int[]) AS t(id, state, open, part)
+                "INSERT INTO orders (order_id, state, open, updated_at, part, email, phone)
+                 SELECT id, state, open, $4, part, email, phone
+                 FROM UNNEST($1::text[], $2::text[], $3::boolean[], $5::int[], $6::text[], $7::text[]) AS t(id, state, open, part, email, phone)
                  ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, open = excluded.open, updated_at = excluded.updated_at, part = excluded.part",
             )
-            .bind(ids)
-            .bind(states)
-            .bind(open)
+            .bind(os.iter().map(|o| o.id.as_str()).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.state.as_str()).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.open).collect::<Vec<_>>())
             .bind(now)
-            .bind(parts)
+            .bind(os.iter().map(|o| o.part).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.email.as_deref()).collect::<Vec<_>>())
+            .bind(os.iter().map(|o| o.phone.as_deref()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
@@ -166,6 +167,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        super::trace::postgres::insert(&mut tx, &encoded.trace).await?;
         super::console::postgres::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
@@ -405,8 +407,15 @@ impl PgStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
-    pub(super) async fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox ORDER BY send_at, id")).fetch_all(&self.pool).await?;
+    /// Every row, or one order's (through `outbox_notice`).
+    pub(super) async fn outbox(&self, order_id: Option<&str>) -> Result<Vec<OutboxView>, StoreError> {
+        let filter = if order_id.is_some() { "WHERE order_id = $1" } else { "" };
+        let q = format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox {filter} ORDER BY send_at, id");
+        let mut query = sqlx::query(&q);
+        if let Some(id) = order_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(rows.iter().map(|r| OutboxView::read(r, ts(r.get::<DateTime<Utc>, _>(6)))).collect())
     }
 

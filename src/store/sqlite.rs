@@ -86,9 +86,15 @@ impl SqliteStore {
             }
         }
         for chunk in encoded.orders.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO orders (order_id, state, open, updated_at, part) ");
-            q.push_values(chunk, |mut row, (id, json, open, part)| {
-                row.push_bind(id.clone()).push_bind(json.clone()).push_bind(*open).push_bind(now_s.clone()).push_bind(*part);
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO orders (order_id, state, open, updated_at, part, email, phone) ");
+            q.push_values(chunk, |mut row, o| {
+                row.push_bind(o.id.clone())
+                    .push_bind(o.state.clone())
+                    .push_bind(o.open)
+                    .push_bind(now_s.clone())
+                    .push_bind(o.part)
+                    .push_bind(o.email.clone())
+                    .push_bind(o.phone.clone());
             });
             q.push(
                 " ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, open = excluded.open, updated_at = excluded.updated_at, part = excluded.part",
@@ -154,6 +160,7 @@ impl SqliteStore {
             q.push(" ON CONFLICT (notification_key) DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
+        super::trace::sqlite::insert(&mut tx, &encoded.trace).await?;
         super::console::sqlite::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
@@ -391,8 +398,15 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(super) async fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox ORDER BY send_at, id")).fetch_all(&self.pool).await?;
+    /// Every row, or one order's (through `outbox_notice`).
+    pub(super) async fn outbox(&self, order_id: Option<&str>) -> Result<Vec<OutboxView>, StoreError> {
+        let filter = if order_id.is_some() { "WHERE order_id = ?1" } else { "" };
+        let q = format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox {filter} ORDER BY send_at, id");
+        let mut query = sqlx::query(&q);
+        if let Some(id) = order_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(rows.iter().map(|r| OutboxView::read(r, r.get(6))).collect())
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use belofte::channels::{SmtpConfig, Tls, TwilioConfig};
 use belofte::daemon::config::{EmailBackendKind, SmsBackendKind};
-use belofte::daemon::DaemonConfig;
+use belofte::daemon::{Clock, DaemonConfig, Running};
 use belofte::kafka::mock::EmbeddedBroker;
 use belofte::kafka::KafkaConfig;
 use belofte::render::line::Line;
@@ -17,6 +17,7 @@ use belofte::render::Templates;
 use belofte::settings::{self, Settings};
 use belofte::simulate::Simulation;
 use belofte_core::domain::Instant;
+use belofte_core::event::parse_time;
 use serde_json::Value;
 use testkit::smtp::{SmtpHandle, SmtpScript, SmtpServer};
 use testkit::twilio::{TwilioAnswer, TwilioDouble, TwilioHandle};
@@ -96,6 +97,41 @@ pub fn route(line: &str) -> (&'static str, Option<Vec<u8>>) {
         ("warehouse", key("order_id").or_else(|| key("warehouse")))
     } else {
         ("carrier", key("tracking_number").or_else(|| key("carrier")))
+    }
+}
+
+
+pub fn processed(r: &Running) -> usize {
+    r.shared.metrics.counter_total("belofte_events_total") as usize
+}
+
+/// Several stories merged into one stream in time order (the daemon sees one world).
+pub fn stories(names: &[&str]) -> Vec<String> {
+    let mut lines: Vec<(chrono::DateTime<chrono::Utc>, usize, String)> = Vec::new();
+    for name in names {
+        let text = std::fs::read_to_string(root().join(format!("tests/scenarios/{name}.jsonl"))).expect("story");
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut v: Value = serde_json::from_str(l).expect("valid story line");
+            let t = parse_time(v["time"].as_str().expect("time")).expect("rfc3339");
+            // Event ids are unique per story's producers, not across stories.
+            let id = format!("{name}-{}", v["id"].as_str().expect("id"));
+            v["id"] = Value::String(id);
+            lines.push((t, lines.len(), v.to_string()));
+        }
+    }
+    lines.sort();
+    lines.into_iter().map(|(_, _, l)| l).collect()
+}
+
+/// Feed a stream on a hand-set clock, each event at its own time, waiting for each.
+pub async fn feed(broker: &EmbeddedBroker, running: &Running, clock: &Clock, lines: &[String], from: usize) {
+    for (i, line) in lines.iter().enumerate() {
+        let v: Value = serde_json::from_str(line).expect("json");
+        clock.set(parse_time(v["time"].as_str().expect("time")).expect("time"));
+        let (topic, key) = route(line);
+        broker.produce(topic, key.as_deref(), line.as_bytes()).expect("produce");
+        let want = from + i + 1;
+        eventually("the event to be processed", Duration::from_secs(30), || processed(running) >= want).await;
     }
 }
 

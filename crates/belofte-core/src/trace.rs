@@ -82,7 +82,9 @@ impl Silence {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum What {
-    Event { type_name: &'static str, id: Name, outcome: EventOutcome },
+    /// `source` and `time` (the event's own) are not lines of `trace.md`: the daemon keeps
+    /// them beside the step, for the order's list of events (`Step::to_stored_json`).
+    Event { type_name: &'static str, id: Name, source: Name, time: Instant, outcome: EventOutcome },
     Decision { kind: Kind, channels: Vec<Channel>, promise: PromiseChange },
     Message { kind: Kind, channel: Channel, send_at: Instant },
     Silence { reason: Silence, channel: Option<Channel>, until: Option<Instant> },
@@ -134,7 +136,7 @@ impl Step {
         });
         let Some(m) = v.as_object_mut() else { return v };
         match &self.what {
-            What::Event { type_name, id, outcome } => {
+            What::Event { type_name, id, outcome, .. } => {
                 m.insert("step".into(), json!("event"));
                 m.insert("type".into(), json!(type_name));
                 m.insert("id".into(), json!(id.as_str()));
@@ -172,6 +174,18 @@ impl Step {
         }
         m.insert("cause".into(), json!(self.cause));
         m.insert("detail".into(), json!(self.detail));
+        v
+    }
+
+    /// What the daemon stores per order: `to_json`, and for an event step also the event's
+    /// `source` and own `time` (the order's list of events shows them; `simulate --trace`
+    /// prints `to_json`, as `trace.md` has it).
+    pub fn to_stored_json(&self) -> Value {
+        let mut v = self.to_json();
+        if let (What::Event { source, time, .. }, Some(m)) = (&self.what, v.as_object_mut()) {
+            m.insert("source".into(), json!(source.as_str()));
+            m.insert("time".into(), json!(time.with_timezone(&self.tz).to_rfc3339_opts(SecondsFormat::Secs, false)));
+        }
         v
     }
 }

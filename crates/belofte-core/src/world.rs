@@ -341,14 +341,14 @@ impl<'p> World<'p> {
                         self.trace_event(&event, Some(slot), now, EventOutcome::Ignored);
                         return Ok(Outcome::Ignored);
                     }
-                    let (type_name, id) = (event.type_name(), event.id.clone());
+                    let (type_name, id, source, time) = (event.type_name(), event.id.clone(), event.source.clone(), event.time);
                     let Fact::OrderPlaced(placed) = event.fact else { return Ok(Outcome::Ignored) };
                     let state = OrderState::place(self.engine.policy(), *placed)?;
                     let key = ParkKey::Order(state.order_id.clone());
                     let slot = self.insert(state);
                     if self.trace.is_on() {
                         let order = self.orders.get(slot).map(|o| (o.order_id.clone(), self.tz_of(o)));
-                        self.trace.record(|| step_of(type_name, id, order, now, EventOutcome::Applied));
+                        self.trace.record(|| step_of(EventNamed { type_name, id, source, time }, order, now, EventOutcome::Applied));
                     }
                     self.touch(slot);
                     self.schedule(slot, None);
@@ -502,10 +502,20 @@ impl<'p> World<'p> {
 
 /// The trace step of an event at one order (`None`: it names no known order).
 fn event_step(event: &Event, order: Option<(Name, chrono_tz::Tz)>, now: Instant, outcome: EventOutcome) -> Step {
-    step_of(event.type_name(), event.id.clone(), order, now, outcome)
+    let named = EventNamed { type_name: event.type_name(), id: event.id.clone(), source: event.source.clone(), time: event.time };
+    step_of(named, order, now, outcome)
 }
 
-fn step_of(type_name: &'static str, id: Name, order: Option<(Name, chrono_tz::Tz)>, now: Instant, outcome: EventOutcome) -> Step {
+/// What names an event in its trace step (taken before an `order.placed` is consumed).
+struct EventNamed {
+    type_name: &'static str,
+    id: Name,
+    source: Name,
+    time: Instant,
+}
+
+fn step_of(named: EventNamed, order: Option<(Name, chrono_tz::Tz)>, now: Instant, outcome: EventOutcome) -> Step {
+    let EventNamed { type_name, id, source, time } = named;
     let detail = match outcome {
         EventOutcome::Applied => format!("{type_name} applied."),
         EventOutcome::Duplicate => format!("{type_name} seen before (same source and id): nothing changes."),
@@ -518,6 +528,6 @@ fn step_of(type_name: &'static str, id: Name, order: Option<(Name, chrono_tz::Tz
         Some((o, tz)) => (Some(o), tz),
         None => (None, chrono_tz::UTC),
     };
-    Step { order_id, at: now, tz, cause, what: What::Event { type_name, id, outcome }, detail }
+    Step { order_id, at: now, tz, cause, what: What::Event { type_name, id, source, time, outcome }, detail }
 }
 
