@@ -12,23 +12,14 @@ use std::time::Duration;
 
 use belofte::daemon::{DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
-use belofte::settings::Settings;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
-use support::{config_at, eventually_async, peers, route, settings, templates, Peers};
+use support::{config_at, eventually_async, order_now, peers, route, settings_now, templates, Peers};
 use testkit::smtp::{DataAnswer, SmtpScript};
+use testkit::twilio::TwilioAnswer;
 
 const TOKEN: &str = "console-token-for-tests-0123";
-
-/// Wall-clock settings: no coalescing wait, no quiet hours, no daily cap in the way.
-fn settings_now() -> Settings {
-    let mut s = settings();
-    s.policy.coalesce_seconds = 0;
-    s.policy.quiet_from = s.policy.quiet_until;
-    s.policy.max_notices_per_day = 100;
-    s
-}
 
 fn config(broker: &EmbeddedBroker, url: &str, peers: &Peers, token: Option<&str>) -> DaemonConfig {
     let mut cfg = config_at(broker, url, peers, "console");
@@ -42,22 +33,7 @@ async fn start(broker: &EmbeddedBroker, url: &str, peers: &Peers) -> Running {
 
 /// An order placed now by `name`, emailed only, and its delay: one email decided at once.
 fn delayed_order(id: &str, name: &str) -> Vec<String> {
-    let now = chrono::Utc::now();
-    let t = |d: chrono::Duration| (now + d).to_rfc3339();
-    let customer = serde_json::json!({ "name": name, "email": format!("{id}@example.nl"), "locale": "nl-NL", "channels": ["email"] });
-    vec![
-        format!(
-            r#"{{"specversion":"1.0","id":"{id}-p","source":"/webshop","type":"order.placed","time":"{}","data":{{"order_id":"{id}","brand":"lumen","placed_at":"{}","customer":{customer},"shipping":{{"method":"standard","carrier":"postnl","country":"NL","postal_code":"1011AA"}},"warehouse":"tilburg","items":[{{"sku":"S","name":"Ding","qty":1}}],"promise":{{"deliver_by":"{}"}}}}}}"#,
-            t(chrono::Duration::zero()),
-            t(chrono::Duration::zero()),
-            t(chrono::Duration::days(2))
-        ),
-        format!(
-            r#"{{"specversion":"1.0","id":"{id}-d","source":"/warehouse/tilburg","type":"warehouse.delayed","time":"{}","data":{{"order_id":"{id}","reason":"capacity","expected_ship_at":"{}"}}}}"#,
-            t(chrono::Duration::zero()),
-            t(chrono::Duration::days(6))
-        ),
-    ]
+    order_now(id, name, &["email"], "+31600000001")
 }
 
 fn produce(broker: &EmbeddedBroker, lines: &[String]) {
@@ -234,6 +210,30 @@ async fn scripts_need_the_token_and_people_a_login() {
     let out = anna.press(addr, "/console/logout", Some(&anna.csrf), &[]).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert!(out.headers()["set-cookie"].to_str().expect("ascii").contains("Max-Age=0"));
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_paused_by_refused_credentials_is_shown_with_why() {
+    let broker = support::broker(1);
+    let db = backends::Db::sqlite().await;
+    let peers = peers(SmtpScript::accept_all(), vec![TwilioAnswer::Unauthorized]).await;
+    let running = start(&broker, &db.url, &peers).await;
+    let addr = running.http_addr;
+    produce(&broker, &order_now("P-1", "Pien", &["sms"], "+31612345678"));
+    eventually_async("the SMS channel is paused", Duration::from_secs(30), move || async move {
+        !api_get(addr, "/api/outbox").await["paused"].as_array().expect("list").is_empty()
+    })
+    .await;
+    let o = api_get(addr, "/api/outbox").await;
+    let paused = o["paused"].as_array().expect("list");
+    assert_eq!(paused.len(), 1, "{o}");
+    assert_eq!(paused[0]["channel"], "sms");
+    assert!(paused[0]["reason"].as_str().is_some_and(|r| !r.is_empty()) && paused[0]["until"].is_string(), "{o}");
+    assert!(o["depth"].as_array().expect("depth").iter().any(|d| d["channel"] == "sms" && d["status"] == "pending"), "the SMS waits: {o}");
+    let (_, _, html) = log_in(addr, "Anna").await.page(addr, "/console/outbox").await;
+    let section = html.split("<h2>Paused channels</h2>").nth(1).and_then(|s| s.split("<h2>").next()).expect("the section");
+    assert!(section.contains("<td>sms</td>"), "{section}");
     running.shutdown().await.expect("clean shutdown");
 }
 

@@ -12,9 +12,8 @@ use belofte_core::event::parse_time;
 use belofte::render::line::Line;
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
-use belofte::settings::Settings;
 use serde_json::Value;
-use support::{config_at, eventually, eventually_async, order_now, peers, root, route, seen_by_customer, settings, settings_now, simulated, templates, Peers};
+use support::{config_at, eventually, eventually_async, peers, root, route, seen_by_customer, settings, settings_now, simulated, templates, Peers};
 use testkit::smtp::{DataAnswer, SmtpScript};
 use testkit::twilio::TwilioAnswer;
 
@@ -214,6 +213,11 @@ async fn a_crash_mid_stream_loses_nothing_and_sends_nothing_twice() {
     assert_eq!(before, bodies.len(), "no SMS twice");
     assert_eq!(bodies.len(), want_sms, "every SMS, none lost");
     running.shutdown().await.expect("clean shutdown");
+}
+
+/// An order placed now that is delayed at once: one email, one SMS (coalescing off).
+fn order_now(id: &str, channels: &[&str], phone: &str) -> Vec<String> {
+    support::order_now(id, "Test Klant", channels, phone)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

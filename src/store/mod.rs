@@ -340,6 +340,35 @@ pub struct OutboxView {
     pub provider_id: Option<String>,
 }
 
+/// The columns `OutboxView::read` takes, in its order.
+const OUTBOX_VIEW_COLUMNS: &str = "id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id";
+
+impl OutboxView {
+    /// A row of `OUTBOX_VIEW_COLUMNS`; `send_at` as the backend reads its column 6.
+    fn read<R: sqlx::Row>(r: &R, send_at: String) -> OutboxView
+    where
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        OutboxView {
+            id: r.get(0),
+            notification_key: r.get(1),
+            order_id: r.get(2),
+            kind: r.get(3),
+            channel: r.get(4),
+            recipient: r.get(5),
+            send_at,
+            line: r.get(7),
+            status: r.get(8),
+            attempts: r.get(9),
+            last_error: r.get(10),
+            provider_id: r.get(11),
+        }
+    }
+}
+
 fn key_from_bytes(b: &[u8]) -> Result<u128, StoreError> {
     let arr: [u8; 16] = b
         .try_into()

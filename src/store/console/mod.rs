@@ -85,6 +85,46 @@ pub struct DeadLetter {
     pub truncated: bool,
 }
 
+/// The columns `AuditEntry::read` and `DeadLetter::read` take, in their order (`at`, column
+/// 1, is read by the backend).
+const AUDIT_COLUMNS: &str = "id, at, who, action, subject, detail";
+const DEAD_LETTER_COLUMNS: &str = "id, at, topic, part, record_offset, reason, payload, truncated";
+
+impl AuditEntry {
+    fn read<R: sqlx::Row>(r: &R, at: String) -> AuditEntry
+    where
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        AuditEntry { id: r.get(0), at, who: r.get(2), action: r.get(3), subject: r.get(4), detail: r.get(5) }
+    }
+}
+
+impl DeadLetter {
+    fn read<R: sqlx::Row>(r: &R, at: String) -> DeadLetter
+    where
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        i32: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        DeadLetter {
+            id: r.get(0),
+            at,
+            topic: r.get(2),
+            partition: r.get(3),
+            offset: r.get(4),
+            reason: r.get(5),
+            payload: r.get(6),
+            truncated: r.get(7),
+        }
+    }
+}
+
 /// What an operator's retry or cancel did to one outbox row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Changed {

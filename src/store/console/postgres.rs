@@ -6,8 +6,8 @@ use sqlx::{Postgres, Row};
 use belofte_core::domain::Instant;
 
 use super::super::postgres::PgStore;
-use super::super::{ts, OutboxView, StoreError};
-use super::{row_audit, row_update, AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, PROBLEM_STATUSES};
+use super::super::{ts, OutboxView, StoreError, OUTBOX_VIEW_COLUMNS};
+use super::{row_audit, row_update, AuditEntry, AUDIT_COLUMNS, DEAD_LETTER_COLUMNS, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, PROBLEM_STATUSES};
 
 /// The dead letters of a batch, in its transaction, as one `UNNEST`.
 pub(in crate::store) async fn insert_dead_letters(
@@ -54,71 +54,21 @@ impl PgStore {
     }
 
     pub(in crate::store) async fn audit_list(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query("SELECT id, at, who, action, subject, detail FROM audit ORDER BY id DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditEntry {
-                id: r.get(0),
-                at: ts(r.get::<DateTime<Utc>, _>(1)),
-                who: r.get(2),
-                action: r.get(3),
-                subject: r.get(4),
-                detail: r.get(5),
-            })
-            .collect())
+        let q = format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT $1");
+        let rows = sqlx::query(&q).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| AuditEntry::read(r, ts(r.get::<DateTime<Utc>, _>(1)))).collect())
     }
 
     pub(in crate::store) async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, topic, part, record_offset, reason, payload, truncated FROM dead_letters ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| DeadLetter {
-                id: r.get(0),
-                at: ts(r.get::<DateTime<Utc>, _>(1)),
-                topic: r.get(2),
-                partition: r.get(3),
-                offset: r.get(4),
-                reason: r.get(5),
-                payload: r.get(6),
-                truncated: r.get(7),
-            })
-            .collect())
+        let q = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters ORDER BY id DESC LIMIT $1");
+        let rows = sqlx::query(&q).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| DeadLetter::read(r, ts(r.get::<DateTime<Utc>, _>(1)))).collect())
     }
 
     pub(in crate::store) async fn outbox_problems(&self, limit: i64) -> Result<Vec<OutboxView>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id
-             FROM outbox WHERE status = ANY($1) ORDER BY id DESC LIMIT $2",
-        )
-        .bind(&PROBLEM_STATUSES[..])
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| OutboxView {
-                id: r.get(0),
-                notification_key: r.get(1),
-                order_id: r.get(2),
-                kind: r.get(3),
-                channel: r.get(4),
-                recipient: r.get(5),
-                send_at: ts(r.get::<DateTime<Utc>, _>(6)),
-                line: r.get(7),
-                status: r.get(8),
-                attempts: r.get(9),
-                last_error: r.get(10),
-                provider_id: r.get(11),
-            })
-            .collect())
+        let q = format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox WHERE status = ANY($1) ORDER BY id DESC LIMIT $2");
+        let rows = sqlx::query(&q).bind(&PROBLEM_STATUSES[..]).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| OutboxView::read(r, ts(r.get::<DateTime<Utc>, _>(6)))).collect())
     }
 
     pub(in crate::store) async fn outbox_act(&self, id: i64, action: RowAction, due: Instant, who: &str, at: Instant) -> Result<Changed, StoreError> {
