@@ -312,6 +312,18 @@ pub enum Settle {
 }
 
 impl Settle {
+    /// Whether the row's words are rendered again at its next claim: after an attempt that
+    /// certainly sent nothing (a retry, a pause), so that a wording fixed meanwhile applies.
+    /// Not while the row is in doubt (unknown): its look-up and resend repeat the words tried.
+    fn words_again(&self, row: &Claimed) -> bool {
+        row.decision.is_some()
+            && match self {
+                Settle::Retry { .. } => true,
+                Settle::Release { .. } => !row.unknown,
+                _ => false,
+            }
+    }
+
     /// The label of the attempt, as `attempts.outcome` records it.
     fn label(&self) -> &'static str {
         match self {
