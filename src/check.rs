@@ -249,7 +249,9 @@ fn helper_keys(text: &str, helper: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------- samples
 
-fn brand_with_tone(policy: &Policy, tone: Tone) -> Brand {
+/// The brand samples of `tone` are rendered as: a configured brand of that tone, else the
+/// first brand speaking in it.
+pub fn brand_with_tone(policy: &Policy, tone: Tone) -> Brand {
     if let Some(b) = policy.brands.values().find(|b| b.tone == tone) {
         return b.clone();
     }
@@ -278,7 +280,9 @@ fn at(s: &str) -> Instant {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
-fn base(kind: Kind, lang: Lang, brand: &Brand) -> Notice {
+/// The sample notice of one kind every variant of [`samples`] starts from; the console's
+/// previews show it.
+pub fn sample(kind: Kind, lang: Lang, brand: &Brand) -> Notice {
     Notice {
         order_id: "B-1201".to_string(),
         kind,
@@ -323,7 +327,7 @@ fn base(kind: Kind, lang: Lang, brand: &Brand) -> Notice {
 
 /// Notices that push every branch and every length limit of a template.
 fn samples(kind: Kind, lang: Lang, brand: &Brand) -> Vec<(String, Notice)> {
-    let b = base(kind, lang, brand);
+    let b = sample(kind, lang, brand);
     let mut out = vec![("base".to_string(), b.clone())];
     let mut v = |label: &str, f: &dyn Fn(&mut Notice)| {
         let mut n = b.clone();

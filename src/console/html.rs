@@ -144,7 +144,10 @@ pub fn see_other(location: &str) -> Response {
 }
 
 /// The console's static files, compiled into the binary.
-const ASSETS: [(&str, &str, &str); 1] = [("console.js", "text/javascript; charset=utf-8", include_str!("static/console.js"))];
+const ASSETS: [(&str, &str, &str); 2] = [
+    ("console.js", "text/javascript; charset=utf-8", include_str!("static/console.js")),
+    ("wording.js", "text/javascript; charset=utf-8", include_str!("static/wording.js")),
+];
 
 /// `GET /console/static/{name}`.
 pub async fn asset(Path(name): Path<String>) -> Response {

@@ -14,10 +14,14 @@
 
 pub mod audit;
 pub mod auth;
+pub mod brands;
 pub mod csrf;
+mod documents;
 pub mod html;
 pub mod orders;
 pub mod outbox;
+pub mod preview;
+pub mod templates;
 
 use std::sync::Arc;
 
@@ -65,7 +69,9 @@ pub fn router(console: Console) -> Router {
         .route("/outbox/{id}/cancel", post(outbox::api_cancel))
         .route("/audit", get(audit::api))
         .route("/orders", get(orders::api_search))
-        .route("/orders/{order_id}/timeline", get(orders::api_timeline));
+        .route("/orders/{order_id}/timeline", get(orders::api_timeline))
+        .merge(templates::api())
+        .merge(brands::api());
     let pages = Router::new()
         .route("/console", get(index))
         .route("/console/", get(index))
@@ -75,6 +81,8 @@ pub fn router(console: Console) -> Router {
         .route("/console/outbox/{id}/retry", post(outbox::page_retry))
         .route("/console/outbox/{id}/cancel", post(outbox::page_cancel))
         .route("/console/logout", post(auth::logout))
+        .merge(templates::pages())
+        .merge(brands::pages())
         .route_layer(from_fn_with_state(Arc::clone(&state), auth::session_page));
     Router::new()
         .nest("/api", api.clone().route_layer(from_fn_with_state(Arc::clone(&state), auth::bearer)))

@@ -32,7 +32,7 @@ use belofte_core::notice::Notice;
 use belofte_core::policy::Brand;
 
 pub use files::TemplateFiles;
-pub use words::sms_units;
+pub use words::{sms_size, sms_units, SmsSize};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {

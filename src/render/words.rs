@@ -415,6 +415,26 @@ pub fn sms_units(text: &str) -> (usize, usize) {
     }
 }
 
+/// How the SMS channel bills a text: its encoding, units and segments. One segment holds
+/// 160 GSM-7 units or 70 UCS-2 ones; a longer text is split into parts of 153 or 67 (the
+/// rest of each part is the header that joins them again), so 2 segments are the limits
+/// of [`sms_units`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SmsSize {
+    pub encoding: &'static str,
+    pub units: usize,
+    pub segments: usize,
+    /// The units 2 segments hold, the most `belofte check` allows.
+    pub limit: usize,
+}
+
+pub fn sms_size(text: &str) -> SmsSize {
+    let (units, limit) = sms_units(text);
+    let (encoding, single, part) = if limit == SMS_LIMIT_GSM7 { ("GSM-7", 160, 153) } else { ("UCS-2", 70, 67) };
+    let segments = if units <= single { 1 } else { units.div_ceil(part) };
+    SmsSize { encoding, units, segments, limit }
+}
+
 /// The SMS text in the GSM-7 alphabet: one "ë" in a name would switch the whole message to
 /// UCS-2 and cut the room from 306 to 134 units, so letters lose their accents instead.
 pub fn to_gsm7(text: &str) -> String {

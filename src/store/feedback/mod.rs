@@ -112,6 +112,12 @@ impl Store {
         on_backend!(self, b => b.notice_rows(order_id, seq).await)
     }
 
+    /// The order's newest customer row with its decision (the console previews the latest
+    /// notice of a real order with it).
+    pub async fn latest_decided_row(&self, order_id: &str) -> Result<Option<FeedbackRow>, StoreError> {
+        on_backend!(self, b => b.latest_decided_row(order_id).await)
+    }
+
     /// Notices of an order that reached the customer: with at least one customer message
     /// the provider accepted or delivered and no later report failed (the `messages_sent` of
     /// an `unreachable` escalation; like the engine's count, one per notice).

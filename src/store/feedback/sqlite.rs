@@ -24,6 +24,11 @@ impl SqliteStore {
         Ok(sqlx::query(&q).bind(order_id).bind(seq).fetch_all(&self.pool).await?.iter().map(FeedbackRow::read).collect())
     }
 
+    pub(in crate::store) async fn latest_decided_row(&self, order_id: &str) -> Result<Option<FeedbackRow>, StoreError> {
+        let q = format!("SELECT {ROW_COLUMNS} FROM outbox WHERE order_id = ?1 AND decision IS NOT NULL ORDER BY id DESC LIMIT 1");
+        Ok(sqlx::query(&q).bind(order_id).fetch_optional(&self.pool).await?.as_ref().map(FeedbackRow::read))
+    }
+
     pub(in crate::store) async fn reached_notices(&self, order_id: &str) -> Result<i64, StoreError> {
         let r = sqlx::query(
             "SELECT COUNT(DISTINCT seq) FROM outbox WHERE order_id = ?1 AND channel IN ('email', 'sms') AND status = 'sent' AND seq IS NOT NULL",
