@@ -15,7 +15,7 @@ use belofte::kafka::mock::EmbeddedBroker;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{config_at, delayed_order_now, eventually_async, peers, route, settings_now, templates, Peers};
+use support::{config_at, eventually_async, order_now, peers, route, settings_now, templates, Peers};
 use testkit::smtp::SmtpScript;
 
 const TOKEN: &str = "console-token-for-tests-0123456789";
@@ -110,10 +110,10 @@ impl Daemon {
             .expect("submit")
     }
 
-    /// An order of `brand` for `name`, delayed at once; waits until its email is sent and
+    /// An order of lumen for `name`, delayed at once; waits until its email is sent and
     /// returns its text, as the outbox keeps what was sent.
-    async fn email_of_order(&self, id: &str, brand: &str, name: &str) -> String {
-        for l in delayed_order_now(id, brand, name, &["email"], "+31600000001") {
+    async fn email_of_order(&self, id: &str, name: &str) -> String {
+        for l in order_now(id, name, &["email"], "+31600000001") {
             let (topic, key) = route(&l);
             self.broker.produce(topic, key.as_deref(), l.as_bytes()).expect("produce");
         }
@@ -169,7 +169,7 @@ async fn a_broken_template_is_refused_with_file_and_line_and_nothing_changes(db:
     let (status, refused) = d.post(&format!("/api/templates/{EMAIL}/publish"), json!({ "text": typo })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert!(refused["problems"].to_string().contains("order_nummer"), "{refused}");
-    assert!(d.email_of_order("BRK-1", "lumen", "Test Klant").await.contains("BRK-1"), "customers still get the shipped words");
+    assert!(d.email_of_order("BRK-1", "Test Klant").await.contains("BRK-1"), "customers still get the shipped words");
     d.running.shutdown().await.expect("clean shutdown");
 }
 
@@ -179,18 +179,18 @@ async fn a_published_template_reaches_the_next_customer_and_a_rollback_restores_
     let (status, v1) = d.post(&format!("/api/templates/{EMAIL}/publish"), json!({ "text": first, "note": "first words" })).await;
     assert_eq!(status, StatusCode::OK, "{v1}");
     assert!(v1["diff"].as_str().unwrap_or("").contains("+"), "the diff shows the change: {v1}");
-    assert!(d.email_of_order("PUB-1", "lumen", "Test Klant").await.contains("woorden van versie een"));
+    assert!(d.email_of_order("PUB-1", "Test Klant").await.contains("woorden van versie een"));
 
     let second = shipped(EMAIL).replace("{{reason \"doing\"}}", "{{reason \"doing\"}} Dit zijn de woorden van versie twee.");
     let (status, _) = d.post(&format!("/api/templates/{EMAIL}/publish"), json!({ "text": second })).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(d.email_of_order("PUB-2", "lumen", "Test Klant").await.contains("woorden van versie twee"));
+    assert!(d.email_of_order("PUB-2", "Test Klant").await.contains("woorden van versie twee"));
 
     // Back to the first version: the next customer reads its words again.
     let version = v1["version"].as_i64().expect("a version");
     let (status, back) = d.post(&format!("/api/templates/{EMAIL}/rollback/{version}"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{back}");
-    let text = d.email_of_order("PUB-3", "lumen", "Test Klant").await;
+    let text = d.email_of_order("PUB-3", "Test Klant").await;
     assert!(text.contains("woorden van versie een") && !text.contains("versie twee"), "{text}");
 
     // The history: three versions, newest first, each with who; the audit has them all.
@@ -277,7 +277,7 @@ async fn the_preview_shows_three_tones_and_escapes_what_a_customer_wrote(db: &Db
 
     // A real order of a customer whose name is markup: shown as text, never run.
     let evil = "<script>alert(1)</script>";
-    d.email_of_order("XSS-1", "lumen", evil).await;
+    d.email_of_order("XSS-1", evil).await;
     let b = d.login("Anna").await;
     let (status, page) = d.page(&b, &format!("/console/templates/{EMAIL}?order=XSS-1")).await;
     assert_eq!(status, StatusCode::OK);
@@ -299,7 +299,7 @@ async fn a_brand_tone_switch_shows_in_the_preview_and_once_published_in_the_next
     let now = p["now"][0]["text"].as_str().unwrap_or("").to_string();
     let draft = p["draft"][0]["text"].as_str().unwrap_or("").to_string();
     assert!(now.contains("Je bestelling") && draft.contains("Uw bestelling"), "now:\n{now}\ndraft:\n{draft}");
-    assert!(d.email_of_order("TONE-1", "lumen", "Test Klant").await.contains("Je bestelling"), "nothing published yet");
+    assert!(d.email_of_order("TONE-1", "Test Klant").await.contains("Je bestelling"), "nothing published yet");
 
     // A tone that does not exist is refused with its line.
     let bad = doc.replace("tone = \"warm\"", "tone = \"cheerful\"");
@@ -314,7 +314,7 @@ async fn a_brand_tone_switch_shows_in_the_preview_and_once_published_in_the_next
     assert!(page.contains("<select id=\"tone\""));
     let r = d.submit(&b, "/console/brands/lumen/publish", &[("text", &formal), ("note", "zakelijker")], true).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(d.email_of_order("TONE-2", "lumen", "Test Klant").await.contains("Uw bestelling"), "the next message speaks formally");
+    assert!(d.email_of_order("TONE-2", "Test Klant").await.contains("Uw bestelling"), "the next message speaks formally");
     let (_, brands) = d.get("/api/brands").await;
     let lumen = brands["brands"].as_array().expect("brands").iter().find(|b| b["id"] == "lumen").expect("lumen").clone();
     assert_eq!(lumen["tone"], "formal");

@@ -12,13 +12,14 @@ use std::time::Duration;
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
 use belofte::settings::Settings;
-use belofte::store::{Store, WordingKind};
+use belofte::store::WordingKind;
 use belofte::wording::{self, Baseline, Edit, PublishError};
 use belofte_core::domain::Instant;
 use chrono::TimeZone;
 use serde_json::json;
 use support::{config_at, eventually, eventually_async, peers, route, settings, templates, Peers};
 use testkit::smtp::SmtpScript;
+use testkit::twilio::TwilioAnswer;
 
 const SMS: &str = "delayed/nl/sms.txt.hbs";
 const WAIT: Duration = Duration::from_secs(30);
@@ -110,43 +111,53 @@ fn sms_to(peers: &Peers, phone: &str) -> Vec<String> {
     peers.twilio.messages().into_iter().filter(|m| m.to == phone).map(|m| m.body).collect()
 }
 
-async fn row_status(store: &Store, order: &str, kind: &str) -> Option<(String, Option<String>)> {
-    let rows = store.outbox().await.expect("outbox");
-    rows.into_iter().find(|r| r.order_id == order && r.kind == kind && r.channel != "event").map(|r| (r.status, r.last_error))
-}
-
-/// An SMS held for the quiet hours is decided at 23:00 and queued with its decision; the
-/// words published at 23:30 are the words the customer reads at 08:00.
-async fn a_message_held_for_the_night_is_sent_with_the_words_published_after_it_was_decided(db: &backends::Db) {
+/// An SMS decided at 23:00 waits for the morning; the words published at 23:30 are the
+/// ones its first attempt at 08:00 carries. Twilio is down then: while the message waits for
+/// its retry, a second version is published, and the customer reads that one.
+async fn a_message_waiting_to_be_sent_goes_with_the_words_published_after_it_was_decided(db: &backends::Db) {
     let broker = support::broker(3);
-    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let peers = peers(SmtpScript::accept_all(), vec![TwilioAnswer::Unavailable, TwilioAnswer::Created]).await;
     let evening = chrono::FixedOffset::east_opt(3600).expect("CET").with_ymd_and_hms(2026, 11, 23, 23, 0, 0).single().expect("time").to_utc();
     let clock = Clock::manual(evening);
     let running = Running::start(settings_now(), templates(), config(&broker, db, &peers, "night"), Overrides { clock: Some(clock.clone()), ..Default::default() })
         .await
         .expect("daemon starts");
     produce(&broker, &[placed("N-1", &["sms"], evening), delayed("N-1", evening)]);
+    eventually("both events applied", WAIT, || running.shared.metrics.counter_total("belofte_events_total") >= 2.0).await;
+    // The decision is due at once (no coalescing): the next moment on the hand-set clock.
+    clock.set(evening + chrono::Duration::minutes(1));
     let store = running.store.clone();
-    eventually_async("the SMS queued for the morning", WAIT, || {
+    let sms_row = || {
         let store = store.clone();
-        async move { row_status(&store, "N-1", "delayed").await.is_some() }
+        async move { store.outbox().await.expect("outbox").into_iter().find(|r| r.channel == "sms") }
+    };
+    eventually_async("the voucher decided with the notice", WAIT, || {
+        let store = store.clone();
+        async move { store.outbox().await.expect("outbox").iter().any(|r| r.kind == "compensation") }
     })
     .await;
-    let row = running.store.outbox().await.expect("outbox").into_iter().find(|r| r.channel == "sms").expect("the SMS row");
-    assert_eq!((row.status.as_str(), row.send_at.as_str()), ("pending", "2026-11-24T07:00:00.000000Z"), "held until 08:00");
-    assert!(!row.line.contains("Vragen"), "no words yet, only the decision: {}", row.line);
+    assert!(sms_row().await.is_none(), "the SMS is held for the quiet hours");
 
     clock.set(evening + chrono::Duration::minutes(30));
-    let version = publish(&running, WordingKind::Template, SMS, &sms_saying("Hulp nodig?"), "friendlier ending").await;
-    assert_eq!(running.shared.live.version(), version, "the publishing instance uses it at once");
+    let first = publish(&running, WordingKind::Template, SMS, &sms_saying("Hulp nodig?"), "friendlier ending").await;
+    assert_eq!(running.shared.live.version(), first, "the publishing instance uses it at once");
 
-    clock.set(evening + chrono::Duration::hours(9) + chrono::Duration::minutes(1));
-    eventually("the SMS at 08:00", WAIT, || !sms_to(&peers, "+31612345678").is_empty()).await;
+    let morning = evening + chrono::Duration::hours(9) + chrono::Duration::minutes(1);
+    clock.set(morning);
+    eventually("the first attempt at 08:00", WAIT, || peers.twilio.posts().len() == 1).await;
+    let tried = peers.twilio.posts()[0].field("Body").map(str::to_string).unwrap_or_default();
+    assert!(tried.ends_with("Hulp nodig? www.lumen.example/service"), "the words published at 23:30: {tried:?}");
+    eventually_async("the retry scheduled", WAIT, || async { sms_row().await.is_some_and(|r| r.status == "pending" && r.attempts == 1) }).await;
+
+    publish(&running, WordingKind::Template, SMS, &sms_saying("Meer weten?"), "shorter").await;
+    clock.set(morning + chrono::Duration::minutes(5));
+    eventually("the SMS created", WAIT, || !sms_to(&peers, "+31612345678").is_empty()).await;
     let texts = sms_to(&peers, "+31612345678");
     assert_eq!(texts.len(), 1);
-    assert!(texts[0].ends_with("Hulp nodig? lumen.example/service") && !texts[0].contains("Vragen"), "the published words: {:?}", texts[0]);
-    let row = running.store.outbox().await.expect("outbox").into_iter().find(|r| r.channel == "sms").expect("the SMS row");
-    assert!(row.line.contains("Hulp nodig?"), "the words sent are written on the row: {}", row.line);
+    assert!(texts[0].ends_with("Meer weten? www.lumen.example/service") && !texts[0].contains("Vragen"), "the latest words: {:?}", texts[0]);
+    eventually_async("the row sent", WAIT, || async { sms_row().await.is_some_and(|r| r.status == "sent") }).await;
+    let row = sms_row().await.expect("the SMS row");
+    assert!(row.line.contains("Meer weten?"), "the words sent are written on the row: {}", row.line);
     running.shutdown().await.expect("clean shutdown");
 }
 
@@ -191,41 +202,49 @@ async fn a_broken_template_or_brand_is_refused_with_the_lint_messages_and_change
     assert!(store.wording_versions(WordingKind::Template, SMS).await.expect("versions").is_empty());
 }
 
-/// A published update email names the previous promise. The lint's samples always have one,
-/// but an update after "no date yet" has none: that message cannot be rendered. It is kept
-/// as `render_failed` with the reason, and sent once a fix is published.
+/// A published backorder email names the previous promise. The lint's samples always have
+/// one, but a backorder that follows "no date yet" has none: that message cannot be
+/// rendered. It is kept as `render_failed` with the reason, and sent once a fix is published.
 async fn a_message_that_cannot_be_rendered_is_kept_and_sent_when_the_wording_is_fixed(db: &backends::Db) {
     let broker = support::broker(3);
     let peers = peers(SmtpScript::accept_all(), vec![]).await;
     let running = Running::start(without_quiet_hours(settings_now()), templates(), config(&broker, db, &peers, "fix"), Overrides::default())
         .await
         .expect("daemon starts");
-    let update = "update/nl/email.txt.hbs";
-    let risky = format!("{}\nEerder beloofd: {{{{previous.date}}}}.\n", shipped(update).trim_end());
-    publish(&running, WordingKind::Template, update, &risky, "name the earlier promise").await;
+    let email = "backorder/nl/email.txt.hbs";
+    let risky = format!("{}\nEerder beloofd: {{{{previous.date}}}}.\n", shipped(email).trim_end());
+    publish(&running, WordingKind::Template, email, &risky, "name the earlier promise").await;
 
     let now = chrono::Utc::now();
     produce(&broker, &[placed("F-1", &["email"], now), backorder("F-1", 1, None, now)]);
     peers.smtp.wait_for_accepted(1, WAIT).await;
+    assert!(peers.smtp.accepted()[0].data.contains("Eerder beloofd: "), "the first backorder names its promise with the published words");
+    // Restocked in five days: a new date after "no date yet", so no previous promise.
     produce(&broker, &[backorder("F-1", 2, Some(5), now + chrono::Duration::seconds(1))]);
     let store = running.store.clone();
-    eventually_async("the update kept as render_failed", WAIT, || {
+    let failed = || {
         let store = store.clone();
-        async move { row_status(&store, "F-1", "update").await.is_some_and(|(s, _)| s == "render_failed") }
-    })
-    .await;
-    let (_, reason) = row_status(&running.store, "F-1", "update").await.expect("the update row");
-    let reason = reason.unwrap_or_default();
-    assert!(reason.contains("templates/update/nl/email.txt.hbs (version") && reason.contains("previous.date"), "the reason names the document: {reason}");
+        async move { store.outbox().await.expect("outbox").into_iter().find(|r| r.order_id == "F-1" && r.status == "render_failed") }
+    };
+    eventually_async("the second backorder kept as render_failed", WAIT, || async { failed().await.is_some() }).await;
+    let row = failed().await.expect("the render_failed row");
+    let reason = row.last_error.clone().unwrap_or_default();
+    assert!(reason.contains("templates/backorder/nl/email.txt.hbs (version") && reason.contains("previous.date"), "the reason names the document: {reason}");
     assert_eq!(running.shared.metrics.counter_total("belofte_render_failed_total"), 1.0);
-    assert_eq!(peers.smtp.accepted().len(), 1, "only the backorder email went");
+    assert_eq!(peers.smtp.accepted().len(), 1, "only the first backorder email went");
 
-    let fixed = format!("{}\n{{{{#if previous}}}}Eerder beloofd: {{{{previous.date}}}}.{{{{/if}}}}\n", shipped(update).trim_end());
-    publish(&running, WordingKind::Template, update, &fixed, "only when there was a date").await;
+    let fixed = format!("{}\n{{{{#if previous}}}}Eerder beloofd: {{{{previous.date}}}}.{{{{/if}}}}\n", shipped(email).trim_end());
+    publish(&running, WordingKind::Template, email, &fixed, "only when there was a date").await;
     peers.smtp.wait_for_accepted(2, WAIT).await;
     let mails = peers.smtp.accepted();
-    assert!(!mails[1].data.contains("Eerder beloofd"), "no earlier promise to name");
-    assert_eq!(row_status(&running.store, "F-1", "update").await.map(|(s, _)| s), Some("sent".to_string()));
+    assert!(!mails[1].data.contains("Eerder beloofd") && mails[1].data.contains("F-1"), "the fixed words, nothing to name");
+    eventually_async("the fixed message settled", WAIT, || {
+        let store = store.clone();
+        async move { store.outbox().await.expect("outbox").iter().any(|r| r.id == row.id && r.status == "sent") }
+    })
+    .await;
+    let attempts = running.store.attempts(row.id).await.expect("attempts");
+    assert_eq!(attempts.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(), ["render_failed", "sent"]);
     running.shutdown().await.expect("clean shutdown");
 }
 
@@ -285,7 +304,7 @@ async fn a_publish_through_one_instance_is_used_by_the_other() {
 }
 
 on_both_backends!(
-    a_message_held_for_the_night_is_sent_with_the_words_published_after_it_was_decided,
+    a_message_waiting_to_be_sent_goes_with_the_words_published_after_it_was_decided,
     a_broken_template_or_brand_is_refused_with_the_lint_messages_and_changes_nothing,
     a_message_that_cannot_be_rendered_is_kept_and_sent_when_the_wording_is_fixed,
     a_rollback_restores_the_earlier_words_and_keeps_the_history,

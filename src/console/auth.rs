@@ -181,12 +181,7 @@ fn valid_name(name: &str) -> bool {
 
 /// Percent-encodes everything but unreserved characters and `/` (a `next` path).
 fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    html::percent_encode(s, b"/")
 }
 
 /// Where to go after the login: a console path of ours, never another site (`//evil`).

@@ -222,24 +222,13 @@ struct Draft {
     text: String,
 }
 
-#[derive(Deserialize)]
-struct PublishBody {
-    text: String,
-    #[serde(default)]
-    note: String,
-}
-
 /// `POST /brands/lint` `{id, text}` → `{ok, problems}`.
 pub async fn api_lint(State(c): State<super::State>, bytes: Bytes) -> Response {
     let d: Draft = match documents::json_body(&bytes) {
         Ok(d) => d,
         Err(r) => return r,
     };
-    match documents::candidate(&c, KIND, &d.id, &d.text).await {
-        Ok(Ok(_)) => json(StatusCode::OK, &json!({ "ok": true, "problems": [] })),
-        Ok(Err(problems)) => json(StatusCode::OK, &json!({ "ok": false, "problems": documents::problem_views(&problems) })),
-        Err(r) => r,
-    }
+    documents::lint_json(&c, KIND, &d.id, &d.text).await
 }
 
 /// `POST /brands/preview` `{id, text}` → `{problems, now: [email, sms], draft: [email, sms] | null, html}`.
@@ -270,7 +259,7 @@ pub async fn api_preview(State(c): State<super::State>, bytes: Bytes) -> Respons
 
 /// `POST /brands/{id}/publish` `{text, note?}`.
 pub async fn api_publish(State(c): State<super::State>, Extension(who): Extension<Who>, Path(id): Path<String>, bytes: Bytes) -> Response {
-    let b: PublishBody = match documents::json_body(&bytes) {
+    let b: documents::PublishBody = match documents::json_body(&bytes) {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -202,6 +202,23 @@ pub fn editor_html(s: &Session, e: &Editor<'_>) -> String {
     )
 }
 
+/// The body of a publish through the API.
+#[derive(Debug, serde::Deserialize)]
+pub struct PublishBody {
+    pub text: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The lint of a draft of one document as the API answers it: `{ok, problems: [{file, line, message}]}`.
+pub async fn lint_json(c: &Console, kind: WordingKind, name: &str, text: &str) -> Response {
+    match candidate(c, kind, name, text).await {
+        Ok(Ok(_)) => json(StatusCode::OK, &json!({ "ok": true, "problems": [] })),
+        Ok(Err(problems)) => json(StatusCode::OK, &json!({ "ok": false, "problems": problem_views(&problems) })),
+        Err(r) => r,
+    }
+}
+
 /// A JSON request body.
 pub fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(bytes).map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("the body must be JSON: {e}")))

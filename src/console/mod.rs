@@ -18,6 +18,7 @@ pub mod brands;
 pub mod csrf;
 mod documents;
 pub mod html;
+pub mod orders;
 pub mod outbox;
 pub mod preview;
 pub mod templates;
@@ -44,6 +45,8 @@ pub struct Console {
     pub pauses: Arc<Pauses>,
     pub keys: auth::Keys,
     pub session_hours: u64,
+    /// How the order search reads a national phone number (`[console] phone_country_code`).
+    pub phone_country_code: String,
 }
 
 pub type State = Arc<Console>;
@@ -52,7 +55,7 @@ impl Console {
     /// The console of `cfg`, or `None` when it is off (no token).
     pub fn new(cfg: &ConsoleConfig, shared: Arc<Shared>, store: Arc<Store>, pauses: Arc<Pauses>) -> Option<Console> {
         let token = cfg.enabled_token()?;
-        Some(Console { shared, store, pauses, keys: auth::Keys::new(token), session_hours: cfg.session_hours })
+        Some(Console { shared, store, pauses, keys: auth::Keys::new(token), session_hours: cfg.session_hours, phone_country_code: cfg.phone_country_code.clone() })
     }
 }
 
@@ -65,11 +68,15 @@ pub fn router(console: Console) -> Router {
         .route("/outbox/{id}/retry", post(outbox::api_retry))
         .route("/outbox/{id}/cancel", post(outbox::api_cancel))
         .route("/audit", get(audit::api))
+        .route("/orders", get(orders::api_search))
+        .route("/orders/{order_id}/timeline", get(orders::api_timeline))
         .merge(templates::api())
         .merge(brands::api());
     let pages = Router::new()
         .route("/console", get(index))
         .route("/console/", get(index))
+        .route("/console/orders", get(orders::page_search))
+        .route("/console/orders/{order_id}", get(orders::page_timeline))
         .route("/console/outbox", get(outbox::page))
         .route("/console/outbox/{id}/retry", post(outbox::page_retry))
         .route("/console/outbox/{id}/cancel", post(outbox::page_cancel))

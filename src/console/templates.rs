@@ -206,24 +206,13 @@ struct Draft {
     order: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct PublishBody {
-    text: String,
-    #[serde(default)]
-    note: String,
-}
-
 /// `POST /templates/lint` `{path, text}` → `{ok, problems: [{file, line, message}]}`.
 pub async fn api_lint(State(c): State<super::State>, bytes: Bytes) -> Response {
     let d: Draft = match documents::json_body(&bytes) {
         Ok(d) => d,
         Err(r) => return r,
     };
-    match documents::candidate(&c, KIND, &d.path, &d.text).await {
-        Ok(Ok(_)) => json(StatusCode::OK, &json!({ "ok": true, "problems": [] })),
-        Ok(Err(problems)) => json(StatusCode::OK, &json!({ "ok": false, "problems": documents::problem_views(&problems) })),
-        Err(r) => r,
-    }
+    documents::lint_json(&c, KIND, &d.path, &d.text).await
 }
 
 /// `POST /templates/preview` `{path, text, order?}` → `{problems, preview: [samples], html}`
@@ -255,7 +244,7 @@ pub async fn api_preview(State(c): State<super::State>, bytes: Bytes) -> Respons
 pub async fn api_change(State(c): State<super::State>, Extension(who): Extension<Who>, Path(rest): Path<String>, bytes: Bytes) -> Response {
     match ask(&rest) {
         Some(Ask::Publish(path)) => {
-            let b: PublishBody = match documents::json_body(&bytes) {
+            let b: documents::PublishBody = match documents::json_body(&bytes) {
                 Ok(b) => b,
                 Err(r) => return r,
             };

@@ -1,5 +1,5 @@
 //! The daemon's sections of the configuration (`[database]`, `[kafka]`, `[email]`, `[sms]`,
-//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[console]`, `[trace]`), read from the same layered sources as the
+//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[trace]`, `[console]`), read from the same layered sources as the
 //! policy.
 
 use serde::Deserialize;
@@ -20,8 +20,8 @@ pub struct DaemonConfig {
     pub dispatch: DispatchConfig,
     pub fallback: FallbackConfig,
     pub log: LogConfig,
-    pub console: ConsoleConfig,
     pub trace: TraceConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +244,9 @@ pub struct ConsoleConfig {
     pub session_hours: u64,
     /// How often every instance looks for published wording.
     pub poll_secs: u64,
+    /// The country code a national number typed into the order search is read with
+    /// (`31`: `06 12345678` finds `+31612345678`).
+    pub phone_country_code: String,
 }
 
 /// The shortest token the console accepts: a guessable one would open the outbox to anyone
@@ -252,7 +255,7 @@ pub const CONSOLE_TOKEN_MIN: usize = 16;
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { token: None, session_hours: 8, poll_secs: 2 }
+        ConsoleConfig { token: None, session_hours: 8, poll_secs: 2, phone_country_code: "31".into() }
     }
 }
 
@@ -263,6 +266,7 @@ impl std::fmt::Debug for ConsoleConfig {
             .field("token", &self.token.as_ref().map(|_| "…"))
             .field("session_hours", &self.session_hours)
             .field("poll_secs", &self.poll_secs)
+            .field("phone_country_code", &self.phone_country_code)
             .finish()
     }
 }
@@ -284,6 +288,13 @@ impl ConsoleConfig {
         }
         if self.session_hours == 0 {
             return Err(("console.session_hours", "must be at least 1".into()));
+        }
+        if self.poll_secs == 0 {
+            return Err(("console.poll_secs", "must be at least 1 (seconds between looks for published wording)".into()));
+        }
+        let code = &self.phone_country_code;
+        if !(1..=3).contains(&code.len()) || !code.chars().all(|c| c.is_ascii_digit()) {
+            return Err(("console.phone_country_code", format!("{code:?} is not a country calling code (1 to 3 digits, e.g. \"31\")")));
         }
         Ok(())
     }
@@ -364,9 +375,6 @@ impl DaemonConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.email.verp()?;
         self.console.validate()?;
-        if self.console.poll_secs == 0 {
-            return Err(("console.poll_secs", "must be at least 1 (seconds between looks for published wording)".into()));
-        }
         if let Some(topic) = self.kafka.order_keyed_topics.iter().find(|t| !self.kafka.topics.contains(t)) {
             return Err((
                 "kafka.order_keyed_topics",

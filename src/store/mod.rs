@@ -25,8 +25,8 @@ mod trace;
 pub use console::{AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, DEAD_LETTER_PAYLOAD_MAX, PROBLEM_STATUSES};
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
-pub use trace::{phone_key, OrderSearch, FOUND_AT_MOST};
 pub use wording::{CurrentWording, NewWording, WordingKind, WordingVersion};
+pub use trace::{phone_key, OrderSearch, FOUND_AT_MOST};
 
 /// The channel of a stored `channel` column (`email`, `sms`, `event`); `None` for anything
 /// else (a row of a channel this build does not serve).
@@ -134,10 +134,10 @@ pub struct Batch {
     /// Keys of `messages` whose words are rendered when a dispatcher claims them, from their
     /// decision in `notices`, with the wording current then (their `line` holds the facts).
     pub unrendered: HashSet<String>,
-    /// Events given up (also produced to the dead-letter topic once this commits).
-    pub dead_letters: Vec<NewDeadLetter>,
     /// The steps the batch's events and timers took, of orders only (`trace` table).
     pub trace: Vec<Step>,
+    /// Events given up (also produced to the dead-letter topic once this commits).
+    pub dead_letters: Vec<NewDeadLetter>,
 }
 
 impl Batch {
@@ -150,8 +150,8 @@ impl Batch {
             && self.unrouted_added.is_empty()
             && self.unrouted_removed.is_empty()
             && self.messages.is_empty()
-            && self.dead_letters.is_empty()
             && self.trace.is_empty()
+            && self.dead_letters.is_empty()
     }
 }
 
@@ -340,6 +340,18 @@ pub enum Settle {
 }
 
 impl Settle {
+    /// Whether the row's words are rendered again at its next claim: after an attempt that
+    /// certainly sent nothing (a retry, a pause), so that a wording fixed meanwhile applies.
+    /// Not while the row is in doubt (unknown): its look-up and resend repeat the words tried.
+    fn words_again(&self, row: &Claimed) -> bool {
+        row.decision.is_some()
+            && match self {
+                Settle::Retry { .. } => true,
+                Settle::Release { .. } => !row.unknown,
+                _ => false,
+            }
+    }
+
     /// The label of the attempt, as `attempts.outcome` records it.
     fn label(&self) -> &'static str {
         match self {

@@ -167,8 +167,8 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        super::console::postgres::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         super::trace::postgres::insert(&mut tx, &encoded.trace).await?;
+        super::console::postgres::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -297,7 +297,7 @@ impl PgStore {
                 Settle::Retry { error, at } | Settle::Unknown { error, at } => {
                     let status = if matches!(outcome, Settle::Retry { .. }) { "pending" } else { "unknown" };
                     let done = sqlx::query(&format!(
-                        "UPDATE outbox SET status = $4, attempts = attempts + 1, next_attempt_at = $5, last_error = $6 WHERE {OURS}"
+                        "UPDATE outbox SET status = $4, attempts = attempts + 1, next_attempt_at = $5, last_error = $6, unrendered = $7 WHERE {OURS}"
                     ))
                     .bind(row.id)
                     .bind(&row.claimed_by)
@@ -305,6 +305,7 @@ impl PgStore {
                     .bind(status)
                     .bind(*at)
                     .bind(error)
+                    .bind(outcome.words_again(row))
                     .execute(&mut *tx)
                     .await?;
                     (done.rows_affected() == 1, Some(error.clone()))
@@ -334,12 +335,13 @@ impl PgStore {
                 }
                 Settle::Release { at } => {
                     let back = if row.unknown { "unknown" } else { "pending" };
-                    let done = sqlx::query(&format!("UPDATE outbox SET status = $4, next_attempt_at = $5 WHERE {OURS}"))
+                    let done = sqlx::query(&format!("UPDATE outbox SET status = $4, next_attempt_at = $5, unrendered = $6 WHERE {OURS}"))
                         .bind(row.id)
                         .bind(&row.claimed_by)
                         .bind(row.claim)
                         .bind(back)
                         .bind(*at)
+                        .bind(outcome.words_again(row))
                         .execute(&mut *tx)
                         .await?;
                     (done.rows_affected() == 1, None)

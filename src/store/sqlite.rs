@@ -160,8 +160,8 @@ impl SqliteStore {
             q.push(" ON CONFLICT (notification_key) DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
-        super::console::sqlite::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         super::trace::sqlite::insert(&mut tx, &encoded.trace).await?;
+        super::console::sqlite::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -281,7 +281,7 @@ impl SqliteStore {
                 Settle::Retry { error, at } | Settle::Unknown { error, at } => {
                     let status = if matches!(outcome, Settle::Retry { .. }) { "pending" } else { "unknown" };
                     let done = sqlx::query(&format!(
-                        "UPDATE outbox SET status = ?4, attempts = attempts + 1, next_attempt_at = ?5, last_error = ?6 WHERE {OURS}"
+                        "UPDATE outbox SET status = ?4, attempts = attempts + 1, next_attempt_at = ?5, last_error = ?6, unrendered = ?7 WHERE {OURS}"
                     ))
                     .bind(row.id)
                     .bind(&row.claimed_by)
@@ -289,6 +289,7 @@ impl SqliteStore {
                     .bind(status)
                     .bind(ts(*at))
                     .bind(error)
+                    .bind(outcome.words_again(row))
                     .execute(&mut *tx)
                     .await?;
                     (done.rows_affected() == 1, Some(error.clone()))
@@ -318,12 +319,13 @@ impl SqliteStore {
                 }
                 Settle::Release { at } => {
                     let back = if row.unknown { "unknown" } else { "pending" };
-                    let done = sqlx::query(&format!("UPDATE outbox SET status = ?4, next_attempt_at = ?5 WHERE {OURS}"))
+                    let done = sqlx::query(&format!("UPDATE outbox SET status = ?4, next_attempt_at = ?5, unrendered = ?6 WHERE {OURS}"))
                         .bind(row.id)
                         .bind(&row.claimed_by)
                         .bind(row.claim)
                         .bind(back)
                         .bind(ts(*at))
+                        .bind(outcome.words_again(row))
                         .execute(&mut *tx)
                         .await?;
                     (done.rows_affected() == 1, None)

@@ -80,12 +80,13 @@ fn line_ops(a: &[&str], b: &[&str]) -> Vec<Op> {
             ops.push(Op::Same(i, j));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(Op::Added(i, j));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removed lines before added ones, as diff(1) writes a change.
             ops.push(Op::Removed(i, j));
             i += 1;
+        } else {
+            ops.push(Op::Added(i, j));
+            j += 1;
         }
     }
     ops

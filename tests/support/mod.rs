@@ -175,21 +175,16 @@ pub fn seen_by_customer(l: &Line) -> String {
     )
 }
 
-/// An order of `lumen` placed now by `name` and its warehouse delay of four days: one notice
-/// decided at once (with `settings_now`), on `channels`.
+/// An order placed now by `name` and its warehouse delay of four days: one notice decided at
+/// once (with `settings_now`), on `channels`.
 pub fn order_now(id: &str, name: &str, channels: &[&str], phone: &str) -> Vec<String> {
-    delayed_order_now(id, "lumen", name, channels, phone)
-}
-
-/// An order of `brand` for a customer called `name`, placed now and delayed at once.
-pub fn delayed_order_now(id: &str, brand: &str, name: &str, channels: &[&str], phone: &str) -> Vec<String> {
     let now = chrono::Utc::now();
     let t = |d: chrono::Duration| (now + d).to_rfc3339();
     let channels = serde_json::to_string(channels).expect("json");
     let name = serde_json::to_string(name).expect("json");
     vec![
         format!(
-            r#"{{"specversion":"1.0","id":"{id}-p","source":"/webshop","type":"order.placed","time":"{}","data":{{"order_id":"{id}","brand":"{brand}","placed_at":"{}","customer":{{"name":{name},"email":"{id}@example.nl","phone":"{phone}","locale":"nl-NL","channels":{channels}}},"shipping":{{"method":"standard","carrier":"postnl","country":"NL","postal_code":"1011AA"}},"warehouse":"tilburg","items":[{{"sku":"S","name":"Ding","qty":1}}],"promise":{{"deliver_by":"{}"}}}}}}"#,
+            r#"{{"specversion":"1.0","id":"{id}-p","source":"/webshop","type":"order.placed","time":"{}","data":{{"order_id":"{id}","brand":"lumen","placed_at":"{}","customer":{{"name":{name},"email":"{id}@example.nl","phone":"{phone}","locale":"nl-NL","channels":{channels}}},"shipping":{{"method":"standard","carrier":"postnl","country":"NL","postal_code":"1011AA"}},"warehouse":"tilburg","items":[{{"sku":"S","name":"Ding","qty":1}}],"promise":{{"deliver_by":"{}"}}}}}}"#,
             t(chrono::Duration::zero()),
             t(chrono::Duration::zero()),
             t(chrono::Duration::days(2))

@@ -1,4 +1,4 @@
--- Live wording and render at send: migrations/sqlite/0007_wording.sql in native types.
+-- Live wording and render at send: migrations/sqlite/0008_wording.sql in native types.
 CREATE TABLE wording_versions (
     id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind   text NOT NULL,
