@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 mod owned;
 pub mod process;
+mod retention;
 mod route;
 
 use std::net::SocketAddr;
@@ -213,6 +214,7 @@ impl Running {
             topology,
             rx.clone(),
             Arc::clone(&wake),
+            retention::Sweeper::new(&cfg.database),
         ));
         let dispatcher = Arc::new(dispatch::Dispatcher::new(
             Arc::clone(&shared),

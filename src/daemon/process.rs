@@ -27,6 +27,7 @@ use crate::store::{Batch, NewMessage, Store, Unrouted};
 
 use super::owned::{Owned, LEGACY};
 use super::route::{route, Target, Topology};
+use super::retention::Sweeper;
 use super::{DaemonError, Shared};
 
 /// Records taken per transaction at most: group commit without unbounded latency.
@@ -47,6 +48,7 @@ pub async fn run(
     mut topology: Topology,
     mut shutdown: watch::Receiver<bool>,
     wake_dispatch: Arc<Notify>,
+    mut sweeper: Sweeper,
 ) -> Result<(), DaemonError> {
     let policy = &shared.settings.policy;
     let mut owned = Owned::new(policy);
@@ -122,6 +124,9 @@ pub async fn run(
         for r in &records {
             ingest.store(r)?;
         }
+        if sweeper.due() {
+            sweeper.sweep(&store, &mut owned, now, &shared.metrics).await?;
+        }
         if !records.is_empty() {
             let per = started.elapsed().as_secs_f64() / records.len() as f64;
             for _ in &records {
@@ -130,6 +135,7 @@ pub async fn run(
             shared.metrics.set("belofte_last_event_timestamp_seconds", &[], now.timestamp() as f64);
         }
         shared.metrics.set("belofte_orders", &[], owned.order_count() as f64);
+        shared.metrics.set("belofte_closed_orders", &[], owned.closed_count() as f64);
         shared.metrics.set("belofte_parked_events", &[], owned.parked_count() as f64);
         wake_dispatch.notify_waiters();
     }
@@ -315,6 +321,15 @@ impl Step<'_, '_> {
         g.batch.fences.sort_unstable();
         g.batch.fences.dedup();
         self.store.commit(&g.batch, now).await?;
+        // A closed order leaves memory once its final state is stored; its id stays, so a
+        // late or repeated event about it is ignored as before (the sweep deletes it later).
+        for (part, o) in &g.batch.orders {
+            if o.is_closed() && o.next_wakeup().is_none() {
+                if let Some(w) = self.owned.world(*part) {
+                    w.forget_closed(&o.order_id);
+                }
+            }
+        }
         // All of the batch's dead letters are in flight at once (one by one, a batch of
         // broken events took seconds of broker round trips); every one is acknowledged
         // before the caller stores the offsets.

@@ -16,10 +16,12 @@ use belofte_core::event::Event;
 mod feedback;
 mod partitions;
 mod postgres;
+mod retention;
 mod sqlite;
 
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
+pub use retention::Swept;
 
 /// The channel of a stored `channel` column (`email`, `sms`, `event`); `None` for anything
 /// else (a row of a channel this build does not serve).
@@ -70,7 +72,10 @@ fn parse_ts(s: &str) -> Result<Instant, StoreError> {
 /// What is kept of one partition, read back when it is assigned.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The open orders' states (closed ones stay in the database, not in memory).
     pub orders: Vec<OrderState>,
+    /// Closed orders: id and tracking number.
+    pub closed: Vec<(String, Option<String>)>,
     pub seen: Vec<u128>,
     pub parked: Vec<(Event, Instant)>,
 }

@@ -215,7 +215,12 @@ impl<'p> World<'p> {
     /// Whether an order here shipped with tracking number `number` (the daemon routes
     /// carrier events to the world that knows their parcel).
     pub fn knows_tracking(&self, number: &str) -> bool {
-        self.find_tracking(number).is_some()
+        self.find_tracking(number).is_some() || self.closed_tracking.contains(number)
+    }
+
+    /// Whether order `id` is here, in memory or closed and remembered by id.
+    pub fn knows_order(&self, id: &str) -> bool {
+        self.find_order(id).is_some() || self.closed.contains(id)
     }
 
     pub fn order_count(&self) -> usize {
