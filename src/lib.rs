@@ -3,6 +3,7 @@
 
 pub mod channels;
 pub mod check;
+pub mod console;
 pub mod daemon;
 pub mod kafka;
 pub mod render;

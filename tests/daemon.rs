@@ -12,9 +12,8 @@ use belofte_core::event::parse_time;
 use belofte::render::line::Line;
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
-use belofte::settings::Settings;
 use serde_json::Value;
-use support::{config_at, eventually, eventually_async, peers, root, route, seen_by_customer, settings, simulated, templates, Peers};
+use support::{config_at, eventually, eventually_async, peers, root, route, seen_by_customer, settings, settings_now, simulated, templates, Peers};
 use testkit::smtp::{DataAnswer, SmtpScript};
 use testkit::twilio::TwilioAnswer;
 
@@ -218,31 +217,7 @@ async fn a_crash_mid_stream_loses_nothing_and_sends_nothing_twice() {
 
 /// An order placed now that is delayed at once: one email, one SMS (coalescing off).
 fn order_now(id: &str, channels: &[&str], phone: &str) -> Vec<String> {
-    let now = chrono::Utc::now();
-    let t = |d: chrono::Duration| (now + d).to_rfc3339();
-    let channels = serde_json::to_string(channels).expect("json");
-    vec![
-        format!(
-            r#"{{"specversion":"1.0","id":"{id}-p","source":"/webshop","type":"order.placed","time":"{}","data":{{"order_id":"{id}","brand":"lumen","placed_at":"{}","customer":{{"name":"Test Klant","email":"{id}@example.nl","phone":"{phone}","locale":"nl-NL","channels":{channels}}},"shipping":{{"method":"standard","carrier":"postnl","country":"NL","postal_code":"1011AA"}},"warehouse":"tilburg","items":[{{"sku":"S","name":"Ding","qty":1}}],"promise":{{"deliver_by":"{}"}}}}}}"#,
-            t(chrono::Duration::zero()),
-            t(chrono::Duration::zero()),
-            t(chrono::Duration::days(2))
-        ),
-        format!(
-            r#"{{"specversion":"1.0","id":"{id}-d","source":"/warehouse/tilburg","type":"warehouse.delayed","time":"{}","data":{{"order_id":"{id}","reason":"capacity","expected_ship_at":"{}"}}}}"#,
-            t(chrono::Duration::zero()),
-            t(chrono::Duration::days(6))
-        ),
-    ]
-}
-
-/// Wall-clock settings for tests that run "now": no coalescing wait, no quiet hours.
-fn settings_now() -> Settings {
-    let mut s = settings();
-    s.policy.coalesce_seconds = 0;
-    s.policy.quiet_from = s.policy.quiet_until;
-    s.policy.max_notices_per_day = 100;
-    s
+    support::order_now(id, "Test Klant", channels, phone)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

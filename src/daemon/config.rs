@@ -1,5 +1,5 @@
 //! The daemon's sections of the configuration (`[database]`, `[kafka]`, `[email]`, `[sms]`,
-//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`), read from the same layered sources as the
+//! `[http]`, `[dispatch]`, `[fallback]`, `[log]`, `[console]`), read from the same layered sources as the
 //! policy.
 
 use serde::Deserialize;
@@ -20,6 +20,7 @@ pub struct DaemonConfig {
     pub dispatch: DispatchConfig,
     pub fallback: FallbackConfig,
     pub log: LogConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +239,63 @@ impl Default for DispatchConfig {
     }
 }
 
+/// `[console]`: the ops console on the admin listener (`src/console`). Off — no route at
+/// all — until a token is set.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The console's credential: `Authorization: Bearer <token>` for `/api/…`, and what the
+    /// login form asks for. At least 16 characters. Better as `BELOFTE__CONSOLE__TOKEN`.
+    pub token: Option<String>,
+    /// How long a login lasts.
+    pub session_hours: u64,
+    /// How often every instance looks for published wording.
+    pub poll_secs: u64,
+}
+
+/// The shortest token the console accepts: a guessable one would open the outbox to anyone
+/// who reaches the admin port.
+pub const CONSOLE_TOKEN_MIN: usize = 16;
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { token: None, session_hours: 8, poll_secs: 2 }
+    }
+}
+
+impl std::fmt::Debug for ConsoleConfig {
+    // The token is a secret: never in a log line or a panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleConfig")
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("session_hours", &self.session_hours)
+            .field("poll_secs", &self.poll_secs)
+            .finish()
+    }
+}
+
+impl ConsoleConfig {
+    /// The token when the console is on (an empty one, e.g. an empty variable, is off).
+    pub fn enabled_token(&self) -> Option<&str> {
+        self.token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(token) = self.enabled_token() {
+            if token.chars().count() < CONSOLE_TOKEN_MIN {
+                return Err((
+                    "console.token",
+                    format!("is {} characters; at least {CONSOLE_TOKEN_MIN} are required (e.g. `openssl rand -hex 24`)", token.chars().count()),
+                ));
+            }
+        }
+        if self.session_hours == 0 {
+            return Err(("console.session_hours", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -298,6 +356,7 @@ impl DaemonConfig {
 
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.email.verp()?;
+        self.console.validate()?;
         if let Some(topic) = self.kafka.order_keyed_topics.iter().find(|t| !self.kafka.topics.contains(t)) {
             return Err((
                 "kafka.order_keyed_topics",
@@ -354,6 +413,19 @@ mod tests {
         assert_eq!(cfg.http.twilio_status_url().as_deref(), Some("https://hooks.example/hooks/twilio/status"));
         cfg.sms.twilio.status_callback = Some("https://elsewhere.example/cb".into());
         assert_eq!(cfg.validate().map_err(|e| e.0), Err("sms.twilio.status_callback"));
+    }
+
+    #[test]
+    fn the_console_is_off_without_a_token_and_refuses_a_short_one() {
+        let mut cfg = DaemonConfig::default();
+        assert!(cfg.console.enabled_token().is_none());
+        cfg.console.token = Some(String::new());
+        assert!(cfg.validate().is_ok() && cfg.console.enabled_token().is_none(), "an empty variable leaves it off");
+        cfg.console.token = Some("too-short".into());
+        assert_eq!(cfg.validate().map_err(|e| e.0), Err("console.token"));
+        cfg.console.token = Some("sixteen-chars-ok".into());
+        assert!(cfg.validate().is_ok());
+        assert!(!format!("{:?}", cfg.console).contains("sixteen"), "the token stays out of Debug");
     }
 
     #[test]

@@ -28,6 +28,21 @@ use super::fallback;
 use super::feedback::Feedback;
 use super::Shared;
 
+/// The channels paused after their credentials were refused: until when, and why. The
+/// dispatcher writes it; the console shows it.
+#[derive(Debug, Default)]
+pub struct Pauses(Mutex<HashMap<Channel, (Instant, String)>>);
+
+impl Pauses {
+    /// The channels paused at `now`, with the end of the pause and why, in channel order.
+    pub fn list(&self, now: Instant) -> Vec<(Channel, Instant, String)> {
+        let p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut paused: Vec<_> = p.iter().filter(|(_, (until, _))| *until > now).map(|(c, (until, why))| (*c, *until, why.clone())).collect();
+        paused.sort_by_key(|(c, _, _)| c.as_str());
+        paused
+    }
+}
+
 pub struct Dispatcher {
     pub shared: Arc<Shared>,
     pub store: Arc<Store>,
@@ -39,7 +54,7 @@ pub struct Dispatcher {
     /// holds the VERP encoder for the envelope sender.
     pub feedback: Arc<Feedback>,
     leases: Leases,
-    paused: Mutex<HashMap<Channel, Instant>>,
+    paused: Arc<Pauses>,
     rng: Mutex<Rng>,
 }
 
@@ -53,6 +68,7 @@ impl Dispatcher {
         cfg: DispatchConfig,
         feedback: Arc<Feedback>,
         leases: Leases,
+        paused: Arc<Pauses>,
     ) -> Dispatcher {
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
         Dispatcher {
@@ -64,7 +80,7 @@ impl Dispatcher {
             cfg,
             feedback,
             leases,
-            paused: Mutex::new(HashMap::new()),
+            paused,
             rng: Mutex::new(Rng::new(seed)),
         }
     }
@@ -82,9 +98,9 @@ impl Dispatcher {
 
     fn paused_until(&self, channel: Channel) -> Option<Instant> {
         let now = self.shared.clock.now();
-        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.paused.0.lock().unwrap_or_else(|e| e.into_inner());
         match p.get(&channel) {
-            Some(t) if *t > now => Some(*t),
+            Some((t, _)) if *t > now => Some(*t),
             Some(_) => {
                 p.remove(&channel);
                 self.shared.metrics.set("belofte_channel_paused", &[("channel", channel.as_str())], 0.0);
@@ -97,8 +113,8 @@ impl Dispatcher {
 
     fn pause(&self, channel: Channel, why: &str) -> Instant {
         let until = self.shared.clock.now() + chrono::Duration::seconds(self.cfg.auth_pause_secs as i64);
-        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
-        if p.insert(channel, until).is_none() {
+        let mut p = self.paused.0.lock().unwrap_or_else(|e| e.into_inner());
+        if p.insert(channel, (until, why.to_string())).is_none() {
             // An operator must act (rotate credentials): this is the alert.
             tracing::error!(%channel, reason = why, pause_secs = self.cfg.auth_pause_secs, "ALERT: credentials refused; channel paused, messages stay queued");
         }

@@ -134,7 +134,7 @@ async fn twilio_status(State(h): State<Hooks>, RawQuery(query): RawQuery, header
 }
 
 /// Compares without stopping at the first differing byte (the token is a secret).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -1,6 +1,7 @@
 //! `/healthz` (the process answers), `/readyz` (broker, database and dispatcher usable),
 //! `/metrics` (Prometheus text), `/orders/{id}/timeline` (each message's attempts and
-//! provider statuses with their times, JSON). The admin port: keep it inside.
+//! provider statuses with their times, JSON), and the console (`crate::console`, when
+//! `[console] token` is set). The admin port: keep it inside.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     ingest: Arc<Ingest>,
     store: Arc<Store>,
+    console: Option<Router>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -40,6 +42,11 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/orders/{id}/timeline", get(timeline))
         .with_state(app);
+    // Off: not one of its paths exists (404).
+    let router = match console {
+        Some(console) => router.merge(console),
+        None => router,
+    };
     Ok((addr, serve_until_shutdown(listener, router, shutdown, "http server stopped")))
 }
 

@@ -172,7 +172,9 @@ impl Running {
         let producers = Arc::new(Producers::new(&cfg.kafka)?);
         let (tx, rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let (http_addr, http) = http::serve(&cfg.http.listen, Arc::clone(&shared), Arc::clone(&ingest), Arc::clone(&store), rx.clone())
+        let pauses = Arc::new(dispatch::Pauses::default());
+        let console = crate::console::Console::new(&cfg.console, Arc::clone(&shared), Arc::clone(&store), Arc::clone(&pauses)).map(crate::console::router);
+        let (http_addr, http) = http::serve(&cfg.http.listen, Arc::clone(&shared), Arc::clone(&ingest), Arc::clone(&store), console, rx.clone())
             .await
             .map_err(|e| DaemonError::Setup(format!("http listen {}: {e}", cfg.http.listen)))?;
         let feedback = Arc::new(feedback::Feedback::new(
@@ -225,13 +227,14 @@ impl Running {
             cfg.dispatch.clone(),
             Arc::clone(&feedback),
             leases,
+            pauses,
         ));
         let workers = [Channel::Email, Channel::Sms, Channel::Event]
             .into_iter()
             .map(|channel| tokio::spawn(Arc::clone(&dispatcher).run(channel, rx.clone(), Arc::clone(&wake))))
             .collect();
         // The URL is not logged: it may hold a password.
-        tracing::info!(http = %http_addr, public = ?public_addr, database = store.backend_name(), %instance, brokers = %cfg.kafka.brokers, "belofte is running");
+        tracing::info!(http = %http_addr, public = ?public_addr, console = cfg.console.enabled_token().is_some(), database = store.backend_name(), %instance, brokers = %cfg.kafka.brokers, "belofte is running");
         Ok(Running {
             http_addr,
             public_addr,

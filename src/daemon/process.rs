@@ -23,7 +23,7 @@ use belofte_core::world::{event_key, Effects, Outcome};
 use crate::kafka::topology::check_copartitioned;
 use crate::kafka::{Ingest, Producers, Rebalanced, Record};
 use crate::render::line::{action_data, local_rfc3339, render_line};
-use crate::store::{Batch, NewMessage, Store, Unrouted};
+use crate::store::{Batch, NewDeadLetter, NewMessage, Store, Unrouted};
 
 use super::owned::{Owned, LEGACY};
 use super::route::{route, Target, Topology};
@@ -320,6 +320,9 @@ impl Step<'_, '_> {
         g.batch.fences = g.batch.orders.iter().map(|(p, _)| *p).chain(g.batch.seen.iter().map(|(p, _)| *p)).filter_map(|p| fences.get(&p).map(|e| (p, *e))).collect();
         g.batch.fences.sort_unstable();
         g.batch.fences.dedup();
+        // Kept in the store too, in the same transaction, so the console lists them with
+        // their reasons.
+        g.batch.dead_letters = g.dead.iter().map(|(r, reason)| dead_letter_row(r, reason)).collect();
         self.store.commit(&g.batch, now).await?;
         // A closed order leaves memory once its final state is stored; its id stays, so a
         // late or repeated event about it is ignored as before (the sweep deletes it later).
@@ -570,6 +573,10 @@ fn payload_of(r: &Record) -> Vec<u8> {
 }
 
 /// A parked event that expired has no record of its own any more: dead-letter its JSON.
+fn dead_letter_row(r: &Record, reason: &str) -> NewDeadLetter {
+    NewDeadLetter { topic: r.topic.clone(), partition: r.partition, offset: r.offset, reason: reason.to_string(), payload: r.payload.clone() }
+}
+
 fn parked_record(event: &Event) -> Record {
     Record {
         topic: "(parked)".into(),

@@ -13,12 +13,14 @@ use belofte_core::domain::{Channel, Instant};
 use belofte_core::engine::{Decision, OrderState, Status};
 use belofte_core::event::Event;
 
+mod console;
 mod feedback;
 mod partitions;
 mod postgres;
 mod retention;
 mod sqlite;
 
+pub use console::{AuditEntry, Changed, DeadLetter, NewAudit, NewDeadLetter, RowAction, DEAD_LETTER_PAYLOAD_MAX, PROBLEM_STATUSES};
 pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
 pub use retention::Swept;
@@ -129,6 +131,8 @@ pub struct Batch {
     /// Per notification key of `messages`: the notice number and the decision as JSON
     /// (customer rows; a fallback is rendered from it). Rows without an entry have neither.
     pub notices: HashMap<String, (u32, String)>,
+    /// Events given up (also produced to the dead-letter topic once this commits).
+    pub dead_letters: Vec<NewDeadLetter>,
 }
 
 impl Batch {
@@ -141,6 +145,7 @@ impl Batch {
             && self.unrouted_added.is_empty()
             && self.unrouted_removed.is_empty()
             && self.messages.is_empty()
+            && self.dead_letters.is_empty()
     }
 }
 
@@ -286,6 +291,35 @@ pub struct OutboxView {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+}
+
+/// The columns `OutboxView::read` takes, in its order.
+const OUTBOX_VIEW_COLUMNS: &str = "id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id";
+
+impl OutboxView {
+    /// A row of `OUTBOX_VIEW_COLUMNS`; `send_at` as the backend reads its column 6.
+    fn read<R: sqlx::Row>(r: &R, send_at: String) -> OutboxView
+    where
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        OutboxView {
+            id: r.get(0),
+            notification_key: r.get(1),
+            order_id: r.get(2),
+            kind: r.get(3),
+            channel: r.get(4),
+            recipient: r.get(5),
+            send_at,
+            line: r.get(7),
+            status: r.get(8),
+            attempts: r.get(9),
+            last_error: r.get(10),
+            provider_id: r.get(11),
+        }
+    }
 }
 
 fn key_from_bytes(b: &[u8]) -> Result<u128, StoreError> {

@@ -14,7 +14,7 @@ use sqlx::Row;
 use belofte_core::domain::Instant;
 
 use super::{
-    ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, Settle,
+    ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, OUTBOX_VIEW_COLUMNS, Settle,
     StoreError,
 };
 
@@ -168,6 +168,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        super::console::postgres::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -370,29 +371,8 @@ impl PgStore {
     }
 
     pub(super) async fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id
-             FROM outbox ORDER BY send_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OutboxView {
-                id: r.get(0),
-                notification_key: r.get(1),
-                order_id: r.get(2),
-                kind: r.get(3),
-                channel: r.get(4),
-                recipient: r.get(5),
-                send_at: ts(r.get::<DateTime<Utc>, _>(6)),
-                line: r.get(7),
-                status: r.get(8),
-                attempts: r.get(9),
-                last_error: r.get(10),
-                provider_id: r.get(11),
-            })
-            .collect())
+        let rows = sqlx::query(&format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox ORDER BY send_at, id")).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| OutboxView::read(r, ts(r.get::<DateTime<Utc>, _>(6)))).collect())
     }
 
     pub(super) async fn attempts(&self, outbox_id: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {

@@ -14,7 +14,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use belofte_core::domain::Instant;
 
 use super::{
-    parse_ts, ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, Settle, StoreError,
+    parse_ts, ts, Batch, Claimed, Encoded, CLAIM_COLUMNS, Lease, OutboxView, OUTBOX_VIEW_COLUMNS, Settle, StoreError,
 };
 
 /// Rows per multi-row statement: 12 parameters × 100 stays far below SQLite's limit of
@@ -153,6 +153,7 @@ impl SqliteStore {
             q.push(" ON CONFLICT (notification_key) DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
+        super::console::sqlite::insert_dead_letters(&mut tx, &batch.dead_letters, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -361,29 +362,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn outbox(&self) -> Result<Vec<OutboxView>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id
-             FROM outbox ORDER BY send_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OutboxView {
-                id: r.get(0),
-                notification_key: r.get(1),
-                order_id: r.get(2),
-                kind: r.get(3),
-                channel: r.get(4),
-                recipient: r.get(5),
-                send_at: r.get(6),
-                line: r.get(7),
-                status: r.get(8),
-                attempts: r.get(9),
-                last_error: r.get(10),
-                provider_id: r.get(11),
-            })
-            .collect())
+        let rows = sqlx::query(&format!("SELECT {OUTBOX_VIEW_COLUMNS} FROM outbox ORDER BY send_at, id")).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| OutboxView::read(r, r.get(6))).collect())
     }
 
     pub(super) async fn attempts(&self, outbox_id: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {

@@ -138,3 +138,35 @@ pub fn seen_by_customer(l: &Line) -> String {
         l.order_id, l.kind, l.channel, l.send_at, l.to, l.subject, l.text, l.promise.as_ref().map(|p| &p.new), l.compensation_eur
     )
 }
+
+/// An order placed now by `name` and its warehouse delay of four days: one notice decided at
+/// once (with `settings_now`), on `channels`.
+pub fn order_now(id: &str, name: &str, channels: &[&str], phone: &str) -> Vec<String> {
+    let now = chrono::Utc::now();
+    let t = |d: chrono::Duration| (now + d).to_rfc3339();
+    let channels = serde_json::to_string(channels).expect("json");
+    let name = serde_json::to_string(name).expect("json");
+    vec![
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}-p","source":"/webshop","type":"order.placed","time":"{}","data":{{"order_id":"{id}","brand":"lumen","placed_at":"{}","customer":{{"name":{name},"email":"{id}@example.nl","phone":"{phone}","locale":"nl-NL","channels":{channels}}},"shipping":{{"method":"standard","carrier":"postnl","country":"NL","postal_code":"1011AA"}},"warehouse":"tilburg","items":[{{"sku":"S","name":"Ding","qty":1}}],"promise":{{"deliver_by":"{}"}}}}}}"#,
+            t(chrono::Duration::zero()),
+            t(chrono::Duration::zero()),
+            t(chrono::Duration::days(2))
+        ),
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}-d","source":"/warehouse/tilburg","type":"warehouse.delayed","time":"{}","data":{{"order_id":"{id}","reason":"capacity","expected_ship_at":"{}"}}}}"#,
+            t(chrono::Duration::zero()),
+            t(chrono::Duration::days(6))
+        ),
+    ]
+}
+
+/// Wall-clock settings for tests that run "now": no coalescing wait, no quiet hours, no
+/// daily cap in the way.
+pub fn settings_now() -> Settings {
+    let mut s = settings();
+    s.policy.coalesce_seconds = 0;
+    s.policy.quiet_from = s.policy.quiet_until;
+    s.policy.max_notices_per_day = 100;
+    s
+}
