@@ -73,9 +73,12 @@ async fn a_cancelled_order_leaves_memory_at_once_and_the_database_after_the_rete
     .await;
 
     // The warehouse reports late about the cancelled order: ignored, as before it left.
+    // (A first delay may have been parked for a moment: the warehouse topic can be read
+    // before the orders topic.)
+    let parked_before = events(&running, "warehouse.delayed", "parked");
     produce(&broker, &delayed("R-1", 2, t0));
     eventually("the late event", Duration::from_secs(30), || events(&running, "warehouse.delayed", "ignored") == 1.0).await;
-    assert_eq!(events(&running, "warehouse.delayed", "parked"), 0.0, "not parked as if the order were unknown");
+    assert_eq!(events(&running, "warehouse.delayed", "parked"), parked_before, "not parked as if the order were unknown");
 
     // A restart loads the open order's state and the closed one by id only.
     running.shutdown().await.expect("clean shutdown");
@@ -105,7 +108,8 @@ async fn a_cancelled_order_leaves_memory_at_once_and_the_database_after_the_rete
     assert_eq!(running.shared.metrics.gauge("belofte_orders", &[]), 1.0, "the open order is still held");
 
     // Forgotten now: an event about it is about an unknown order.
+    let parked_before = events(&running, "warehouse.delayed", "parked");
     produce(&broker, &delayed("R-1", 3, t0 + chrono::Duration::days(31)));
-    eventually("the event about a forgotten order", Duration::from_secs(30), || events(&running, "warehouse.delayed", "parked") == 1.0).await;
+    eventually("the event about a forgotten order", Duration::from_secs(30), || events(&running, "warehouse.delayed", "parked") == parked_before + 1.0).await;
     running.shutdown().await.expect("clean shutdown");
 }
