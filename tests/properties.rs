@@ -81,17 +81,32 @@ fn events(steps: &[Step]) -> Vec<Event> {
 
 /// The simulate loop without rendering: arrival = max(time, previous arrival).
 fn run(policy: &Policy, events: &[Event]) -> (Vec<Decision>, HashMap<String, Instant>) {
+    run_with(policy, events, false)
+}
+
+/// The same loop; with `daemon_memory`, the world does what the daemon's does to stay
+/// small: every closed order leaves memory as soon as it can, and the seen keys are
+/// rotated once halfway.
+fn run_with(policy: &Policy, events: &[Event], daemon_memory: bool) -> (Vec<Decision>, HashMap<String, Instant>) {
     let mut world = World::new(policy);
     let mut out = Vec::new();
     let mut cancelled = HashMap::new();
     let mut clock = events[0].time;
-    for e in events {
+    for (i, e) in events.iter().enumerate() {
         clock = clock.max(e.time);
+        if daemon_memory && i == events.len() / 2 {
+            world.rotate_seen();
+        }
         out.extend(world.advance(clock).decisions);
         if let Fact::OrderCancelled { order_id, .. } = &e.fact {
             cancelled.entry(order_id.to_string()).or_insert(clock);
         }
         out.extend(world.ingest(e.clone(), clock).expect("accepted").1.decisions);
+        if daemon_memory {
+            for o in 0..3 {
+                world.forget_closed(&format!("O-{o}"));
+            }
+        }
     }
     out.extend(world.advance(clock + Duration::days(10)).decisions);
     (out, cancelled)
@@ -99,6 +114,13 @@ fn run(policy: &Policy, events: &[Event]) -> (Vec<Decision>, HashMap<String, Ins
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn closed_orders_leaving_memory_change_no_message(steps in prop::collection::vec(step(), 1..60)) {
+        let p = policy();
+        let evs = events(&steps);
+        prop_assert_eq!(run(&p, &evs).0, run_with(&p, &evs, true).0);
+    }
 
     #[test]
     fn same_input_same_output(steps in prop::collection::vec(step(), 1..40)) {

@@ -29,11 +29,19 @@ pub struct DaemonConfig {
 pub struct DatabaseConfig {
     /// `sqlite://data/belofte.db` (single instance). PostgreSQL comes with several instances.
     pub url: String,
+    /// A closed order (cancelled, or delivered and followed up) is deleted this many days
+    /// after its last change, with its finished messages. It leaves memory when it closes.
+    pub retention_days: u32,
+    /// Seen event ids are kept this long: a replay older than this (Kafka's own retention
+    /// of the input topics, or a reset offset) would apply its events again.
+    pub replay_horizon_hours: u32,
+    /// How often the sweep runs.
+    pub sweep_seconds: u32,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: "sqlite://data/belofte.db".into() }
+        DatabaseConfig { url: "sqlite://data/belofte.db".into(), retention_days: 30, replay_horizon_hours: 7 * 24, sweep_seconds: 600 }
     }
 }
 

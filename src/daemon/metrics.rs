@@ -30,6 +30,9 @@ const ZERO_AT_START: &[(&str, &[(&str, &str)])] = &[
     ("belofte_render_fallbacks_total", &[]),
     ("belofte_callbacks_total", &[("source", "twilio"), ("result", "forbidden")]),
     ("belofte_unreachable_total", &[]),
+    ("belofte_retention_deleted_total", &[("what", "orders")]),
+    ("belofte_retention_deleted_total", &[("what", "messages")]),
+    ("belofte_retention_deleted_total", &[("what", "seen_ids")]),
 ];
 
 impl Default for Metrics {
@@ -63,7 +66,9 @@ const HELP: &[(&str, &str, &str)] = &[
     ("belofte_outbox_due", "gauge", "Outbox rows whose send time has passed and that are not sent yet, by channel (held SMS are not due)."),
     ("belofte_outbox_oldest_seconds", "gauge", "How long the oldest due, unsent outbox row has waited past its send time, by channel (0: none)."),
     ("belofte_last_event_timestamp_seconds", "gauge", "Unix time of the last Kafka record this instance consumed (its start until the first)."),
-    ("belofte_orders", "gauge", "Orders held in memory."),
+    ("belofte_orders", "gauge", "Orders held in memory (open ones; closed orders are remembered by id only)."),
+    ("belofte_closed_orders", "gauge", "Closed orders remembered by id (until the retention sweep deletes them)."),
+    ("belofte_retention_deleted_total", "counter", "Rows the retention sweep deleted, by what (orders, messages, seen_ids)."),
     ("belofte_partitions_owned", "gauge", "Partitions of the by-order topic this instance owns (their orders are the ones in memory)."),
     ("belofte_parked_events", "gauge", "Events waiting for their order or tracking number."),
     ("belofte_channel_paused", "gauge", "1 while a channel is paused because its credentials were refused."),

@@ -18,6 +18,7 @@ pub mod live;
 pub mod metrics;
 mod owned;
 pub mod process;
+mod retention;
 mod route;
 
 use std::net::SocketAddr;
@@ -229,6 +230,7 @@ impl Running {
             cfg.trace.keep,
             rx.clone(),
             Arc::clone(&wake),
+            retention::Sweeper::new(&cfg.database),
         ));
         let dispatcher = Arc::new(dispatch::Dispatcher::new(
             Arc::clone(&shared),

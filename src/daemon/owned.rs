@@ -46,6 +46,9 @@ impl<'p> Owned<'p> {
         for order in snapshot.orders {
             world.restore(order);
         }
+        for (id, tracking_number) in &snapshot.closed {
+            world.remember_closed(id, tracking_number.as_deref());
+        }
         for (event, expires) in snapshot.parked {
             world.restore_parked(event, expires);
         }
@@ -77,7 +80,7 @@ impl<'p> Owned<'p> {
 
     /// The partition whose world holds order `id`.
     pub fn part_of_order(&self, id: &str) -> Option<i32> {
-        self.worlds.iter().find(|(_, w)| w.order(id).is_some()).map(|(p, _)| *p)
+        self.worlds.iter().find(|(_, w)| w.knows_order(id)).map(|(p, _)| *p)
     }
 
     /// The partition holding the order shipped with tracking number `number`.
@@ -92,6 +95,11 @@ impl<'p> Owned<'p> {
 
     pub fn order_count(&self) -> usize {
         self.worlds.values().map(World::order_count).sum()
+    }
+
+    /// Closed orders remembered by id only.
+    pub fn closed_count(&self) -> usize {
+        self.worlds.values().map(World::closed_count).sum()
     }
 
     pub fn parked_count(&self) -> usize {

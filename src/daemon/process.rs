@@ -28,6 +28,7 @@ use crate::store::{Batch, NewDeadLetter, NewMessage, Store, Unrouted};
 
 use super::owned::{Owned, LEGACY};
 use super::route::{route, Target, Topology};
+use super::retention::Sweeper;
 use super::{DaemonError, Shared};
 
 /// Records taken per transaction at most: group commit without unbounded latency.
@@ -49,6 +50,7 @@ pub async fn run(
     keep_trace: bool,
     mut shutdown: watch::Receiver<bool>,
     wake_dispatch: Arc<Notify>,
+    mut sweeper: Sweeper,
 ) -> Result<(), DaemonError> {
     // The engine decides with the wording's policy as of this start (voucher tiers of a
     // published brand document); its worlds borrow it for the processor's life, so a later
@@ -127,6 +129,9 @@ pub async fn run(
         for r in &records {
             ingest.store(r)?;
         }
+        if sweeper.due() {
+            sweeper.sweep(&store, &mut owned, now, &shared.metrics).await?;
+        }
         if !records.is_empty() {
             let per = started.elapsed().as_secs_f64() / records.len() as f64;
             for _ in &records {
@@ -135,6 +140,7 @@ pub async fn run(
             shared.metrics.set("belofte_last_event_timestamp_seconds", &[], now.timestamp() as f64);
         }
         shared.metrics.set("belofte_orders", &[], owned.order_count() as f64);
+        shared.metrics.set("belofte_closed_orders", &[], owned.closed_count() as f64);
         shared.metrics.set("belofte_parked_events", &[], owned.parked_count() as f64);
         wake_dispatch.notify_waiters();
     }
@@ -327,6 +333,15 @@ impl Step<'_, '_> {
         // their reasons.
         g.batch.dead_letters = g.dead.iter().map(|(r, reason)| dead_letter_row(r, reason)).collect();
         self.store.commit(&g.batch, now).await?;
+        // A closed order leaves memory once its final state is stored; its id stays, so a
+        // late or repeated event about it is ignored as before (the sweep deletes it later).
+        for (part, o) in &g.batch.orders {
+            if o.is_closed() && o.next_wakeup().is_none() {
+                if let Some(w) = self.owned.world(*part) {
+                    w.forget_closed(&o.order_id);
+                }
+            }
+        }
         // All of the batch's dead letters are in flight at once (one by one, a batch of
         // broken events took seconds of broker round trips); every one is acknowledged
         // before the caller stores the offsets.

@@ -19,6 +19,7 @@ mod feedback;
 mod partitions;
 mod wording;
 mod postgres;
+mod retention;
 mod sqlite;
 mod trace;
 
@@ -27,6 +28,7 @@ pub use feedback::{Consequence, FeedbackRow, ProviderEvent, TimelineEntry};
 pub use partitions::Unrouted;
 pub use wording::{CurrentWording, NewWording, WordingKind, WordingVersion};
 pub use trace::{phone_key, OrderSearch, FOUND_AT_MOST};
+pub use retention::Swept;
 
 /// The channel of a stored `channel` column (`email`, `sms`, `event`); `None` for anything
 /// else (a row of a channel this build does not serve).
@@ -77,7 +79,10 @@ fn parse_ts(s: &str) -> Result<Instant, StoreError> {
 /// What is kept of one partition, read back when it is assigned.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The open orders' states (closed ones stay in the database, not in memory).
     pub orders: Vec<OrderState>,
+    /// Closed orders: id and tracking number.
+    pub closed: Vec<(String, Option<String>)>,
     pub seen: Vec<u128>,
     pub parked: Vec<(Event, Instant)>,
 }

@@ -71,6 +71,13 @@ pub struct World<'p> {
     index: HashTable<u32>,
     tracking: HashTable<u32>,
     seen: HashSet<u128, BuildHasherDefault<FxHasher>>,
+    /// The keys seen before the last `rotate_seen` (the daemon forgets keys older than its
+    /// replay horizon by rotating; `simulate` never does, and this stays empty).
+    seen_old: HashSet<u128, BuildHasherDefault<FxHasher>>,
+    /// Orders that left memory once closed (`forget_closed`), by id and tracking number: a
+    /// late or repeated event about one is ignored, as it was while the order was here.
+    closed: HashSet<Name, BuildHasherDefault<FxHasher>>,
+    closed_tracking: HashSet<Name, BuildHasherDefault<FxHasher>>,
     parked: Map<ParkKey, Vec<Parked>>,
     park_expiry: BinaryHeap<Reverse<(Instant, u64, ParkKeyOrd)>>,
     wakeups: BinaryHeap<Reverse<(Instant, u64, u32)>>,
@@ -143,6 +150,9 @@ impl<'p> World<'p> {
             index: HashTable::new(),
             tracking: HashTable::new(),
             seen: HashSet::default(),
+            seen_old: HashSet::default(),
+            closed: HashSet::default(),
+            closed_tracking: HashSet::default(),
             parked: Map::default(),
             park_expiry: BinaryHeap::new(),
             wakeups: BinaryHeap::new(),
@@ -205,7 +215,12 @@ impl<'p> World<'p> {
     /// Whether an order here shipped with tracking number `number` (the daemon routes
     /// carrier events to the world that knows their parcel).
     pub fn knows_tracking(&self, number: &str) -> bool {
-        self.find_tracking(number).is_some()
+        self.find_tracking(number).is_some() || self.closed_tracking.contains(number)
+    }
+
+    /// Whether order `id` is here, in memory or closed and remembered by id.
+    pub fn knows_order(&self, id: &str) -> bool {
+        self.find_order(id).is_some() || self.closed.contains(id)
     }
 
     pub fn order_count(&self) -> usize {
@@ -259,6 +274,58 @@ impl<'p> World<'p> {
         self.tracking.find(id_hash(number), same).copied()
     }
 
+    /// Let a closed order leave memory, once its final state is stored (the daemon): its id
+    /// and tracking number stay, so that a late or repeated event about it is still ignored
+    /// rather than parked. An order still open or with a wake-up stays. Returns whether it left.
+    pub fn forget_closed(&mut self, id: &str) -> bool {
+        let Some(slot) = self.find_order(id) else { return false };
+        let Some(state) = self.orders.get(slot) else { return false };
+        if !state.is_closed() || state.next_wakeup().is_some() {
+            return false;
+        }
+        let tracking = state.tracking_number.clone();
+        if let Ok(e) = self.index.find_entry(id_hash(id), |&s| s == slot) {
+            e.remove();
+        }
+        if let Some(number) = &tracking {
+            if let Ok(e) = self.tracking.find_entry(id_hash(number), |&s| s == slot) {
+                e.remove();
+            }
+        }
+        self.orders.remove(slot);
+        self.remember_closed(id, tracking.as_deref());
+        true
+    }
+
+    /// Remember an order that left memory closed (the daemon's start-up loads only open
+    /// orders' states, and closed ones by id).
+    pub fn remember_closed(&mut self, id: &str, tracking_number: Option<&str>) {
+        self.closed.insert(Name::new(id));
+        if let Some(n) = tracking_number {
+            self.closed_tracking.insert(Name::new(n));
+        }
+    }
+
+    /// Forget a closed order altogether: its rows left the database after the retention
+    /// period, and an event about it now is about an unknown order.
+    pub fn drop_closed(&mut self, id: &str, tracking_number: Option<&str>) {
+        self.closed.remove(id);
+        if let Some(n) = tracking_number {
+            self.closed_tracking.remove(n);
+        }
+    }
+
+    /// How many closed orders are remembered by id only.
+    pub fn closed_count(&self) -> usize {
+        self.closed.len()
+    }
+
+    /// Start a new generation of seen event keys and forget the one before the last: called
+    /// once per replay horizon, a key is remembered for at least one horizon and at most two.
+    pub fn rotate_seen(&mut self) {
+        self.seen_old = std::mem::take(&mut self.seen);
+    }
+
     /// Mark an event key as seen (the daemon restores its log of keys).
     pub fn remember_key(&mut self, key: u128) {
         self.seen.insert(key);
@@ -297,7 +364,7 @@ impl<'p> World<'p> {
         }
         // One probe of the (large, cache-cold) set: mark first, unmark if it is refused,
         // so a corrected event with the same id can still come.
-        if !self.seen.insert(key) {
+        if (!self.seen_old.is_empty() && self.seen_old.contains(&key)) || !self.seen.insert(key) {
             if self.trace.is_on() {
                 let order = self.order_named_by(&event).map(|o| (o.order_id.clone(), self.tz_of(o)));
                 self.trace.record(|| event_step(&event, order, now, EventOutcome::Duplicate));
@@ -341,6 +408,10 @@ impl<'p> World<'p> {
                         self.trace_event(&event, Some(slot), now, EventOutcome::Ignored);
                         return Ok(Outcome::Ignored);
                     }
+                    if self.closed.contains(id) {
+                        self.trace.record(|| event_step(&event, Some((Name::new(id), chrono_tz::UTC)), now, EventOutcome::Ignored));
+                        return Ok(Outcome::Ignored);
+                    }
                     let (type_name, id, source, time) = (event.type_name(), event.id.clone(), event.source.clone(), event.time);
                     let Fact::OrderPlaced(placed) = event.fact else { return Ok(Outcome::Ignored) };
                     let state = OrderState::place(self.engine.policy(), *placed)?;
@@ -360,6 +431,10 @@ impl<'p> World<'p> {
                         self.apply_to(slot, &event, now, out);
                         Ok(Outcome::Applied(1))
                     }
+                    None if self.closed.contains(id) => {
+                        self.trace.record(|| event_step(&event, Some((Name::new(id), chrono_tz::UTC)), now, EventOutcome::Ignored));
+                        Ok(Outcome::Ignored)
+                    }
                     None => {
                         self.trace.record(|| event_step(&event, Some((Name::new(id), chrono_tz::UTC)), now, EventOutcome::Parked));
                         self.park(ParkKey::Order(Name::new(id)), event, now);
@@ -372,6 +447,10 @@ impl<'p> World<'p> {
                     self.apply_to(slot, &event, now, out);
                     Ok(Outcome::Applied(1))
                 }
+                None if self.closed_tracking.contains(number) => {
+                    self.trace.record(|| event_step(&event, None, now, EventOutcome::Ignored));
+                    Ok(Outcome::Ignored)
+                }
                 None => {
                     self.trace.record(|| event_step(&event, None, now, EventOutcome::Parked));
                     self.park(ParkKey::Tracking(Name::new(number)), event, now);
@@ -383,9 +462,8 @@ impl<'p> World<'p> {
                 let mut covered: Vec<(&str, u32)> = self
                     .orders
                     .iter()
-                    .enumerate()
                     .filter(|(_, o)| o.covered_by(policy, &event.fact))
-                    .map(|(i, o)| (o.order_id.as_str(), i as u32))
+                    .map(|(slot, o)| (o.order_id.as_str(), slot))
                     .collect();
                 covered.sort_unstable();
                 let slots: Vec<u32> = covered.into_iter().map(|(_, i)| i).collect();

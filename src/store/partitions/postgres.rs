@@ -27,10 +27,16 @@ impl PgStore {
     }
 
     pub(in crate::store) async fn load_parts(&self, parts: &[i32], snaps: &mut BTreeMap<i32, Snapshot>) -> Result<(), StoreError> {
-        for row in sqlx::query("SELECT part, order_id, state FROM orders WHERE part = ANY($1)").bind(parts).fetch_all(&self.pool).await? {
+        for row in sqlx::query("SELECT part, order_id, state FROM orders WHERE part = ANY($1) AND open").bind(parts).fetch_all(&self.pool).await? {
             let id: String = row.get(1);
             let json: String = row.get(2);
             snaps.entry(row.get(0)).or_default().orders.push(order_from_json(&id, &json)?);
+        }
+        // Closed orders by id only (and their parcel): a late event about one is ignored.
+        let closed = "SELECT o.part, o.order_id, t.tracking_number FROM orders o
+                      LEFT JOIN tracking t ON t.order_id = o.order_id WHERE o.part = ANY($1) AND NOT o.open";
+        for row in sqlx::query(closed).bind(parts).fetch_all(&self.pool).await? {
+            snaps.entry(row.get(0)).or_default().closed.push((row.get(1), row.get(2)));
         }
         for row in sqlx::query("SELECT part, event_key FROM seen_events WHERE part = ANY($1)").bind(parts).fetch_all(&self.pool).await? {
             let key: Vec<u8> = row.get(1);

@@ -32,12 +32,21 @@ impl SqliteStore {
 
     pub(in crate::store) async fn load_parts(&self, parts: &[i32], snaps: &mut BTreeMap<i32, Snapshot>) -> Result<(), StoreError> {
         let list = in_list(parts);
-        let q = format!("SELECT part, order_id, state FROM orders WHERE part IN ({list})");
+        let q = format!("SELECT part, order_id, state FROM orders WHERE part IN ({list}) AND open");
         for row in sqlx::query(&q).fetch_all(&self.pool).await? {
             let part: i32 = row.get(0);
             let id: String = row.get(1);
             let json: String = row.get(2);
             snaps.entry(part).or_default().orders.push(order_from_json(&id, &json)?);
+        }
+        // Closed orders by id only (and their parcel): a late event about one is ignored.
+        let q = format!(
+            "SELECT o.part, o.order_id, t.tracking_number FROM orders o
+             LEFT JOIN tracking t ON t.order_id = o.order_id WHERE o.part IN ({list}) AND NOT o.open"
+        );
+        for row in sqlx::query(&q).fetch_all(&self.pool).await? {
+            let part: i32 = row.get(0);
+            snaps.entry(part).or_default().closed.push((row.get(1), row.get(2)));
         }
         let q = format!("SELECT part, event_key FROM seen_events WHERE part IN ({list})");
         for row in sqlx::query(&q).fetch_all(&self.pool).await? {
