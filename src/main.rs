@@ -86,6 +86,13 @@ enum Command {
         speed: f64,
         #[arg(long)]
         config: Option<PathBuf>,
+        /// After the stories, keep the daemon and its console open until Ctrl-C (the token
+        /// is `BELOFTE__CONSOLE__TOKEN`, or a new one printed at start).
+        #[arg(long)]
+        serve: bool,
+        /// Where the console listens with `--serve`.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
     },
     /// Record one bounce or complaint read on stdin (for a Postfix or Exim pipe transport).
     /// Exit 0 when recorded or ignored, 75 (EX_TEMPFAIL: the MTA retries) when the
@@ -238,10 +245,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(cli::broker::run(listen, partitions, &cfg.kafka))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { out, scenarios, speed, config } => {
+        Command::Demo { out, scenarios, speed, config, serve, listen } => {
             let (settings, templates) = load(config.as_deref(), None)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(cli::demo::run(settings, templates, out, scenarios, speed))?;
+            let serve = serve.then_some(listen);
+            runtime.block_on(cli::demo::run(settings, templates, out, scenarios, speed, serve))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { options: opts, rss_child } => {

@@ -145,6 +145,16 @@ async fn ops_read_a_trace_fix_a_template_and_set_a_brands_tone_in_the_browser() 
     console.sees("header", "Olga from ops").await;
     console.shot("02-outbox").await;
 
+    // The story's order, found by the beginning of its id: its trace says why the SMS
+    // waited, and until when.
+    console.open("/console/orders?q=B-14").await;
+    console.click("a[href='/console/orders/B-1401']").await;
+    console.sees("h1", "B-1401").await;
+    let trace = console.sees("body", "quiet_hours").await;
+    assert!(trace.contains("quiet_hours (sms) until"), "the held SMS with its channel and release time: {trace}");
+    console.sees("body", "order.placed").await;
+    console.shot("02b-order-trace").await;
+
     // A template: the delayed email in Dutch, previewed in every tone.
     let path = "delayed/nl/email.txt.hbs";
     let shipped = std::fs::read_to_string(root().join("templates").join(path)).expect("the shipped template");

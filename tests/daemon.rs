@@ -13,7 +13,7 @@ use belofte::render::line::Line;
 use belofte::daemon::{Clock, DaemonConfig, Overrides, Running};
 use belofte::kafka::mock::EmbeddedBroker;
 use serde_json::Value;
-use support::{config_at, eventually, eventually_async, feed, peers, processed, root, route, seen_by_customer, settings, settings_now, simulated, stories, templates, Peers};
+use support::{config_at, eventually, eventually_async, feed, peers, processed, route, seen_by_customer, settings, settings_now, simulated, stories, templates, Peers};
 use testkit::smtp::{DataAnswer, SmtpScript};
 use testkit::twilio::TwilioAnswer;
 

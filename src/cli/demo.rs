@@ -111,7 +111,8 @@ fn plan(dir: &Path, now: Instant) -> Result<Vec<Planned>> {
     Ok(planned)
 }
 
-pub async fn run(settings: Settings, templates: Templates, out: Option<PathBuf>, scenarios: Option<PathBuf>, speed: f64) -> Result<()> {
+/// `serve`: the console's address; the daemon stays up after the stories until Ctrl-C.
+pub async fn run(settings: Settings, templates: Templates, out: Option<PathBuf>, scenarios: Option<PathBuf>, speed: f64, serve: Option<String>) -> Result<()> {
     let out = match out {
         Some(o) => o,
         None => std::env::temp_dir().join(format!("belofte-demo-{}", Utc::now().format("%Y%m%d-%H%M%S"))),
@@ -146,6 +147,15 @@ pub async fn run(settings: Settings, templates: Templates, out: Option<PathBuf>,
     cfg.sms.file_path = out.join("sms.jsonl").display().to_string();
     cfg.http.listen = "127.0.0.1:0".into();
     cfg.dispatch.poll_ms = 60_000;
+    let token = match &serve {
+        Some(listen) => {
+            cfg.http.listen = listen.clone();
+            let token = console_token()?;
+            cfg.console.token = Some(token.clone());
+            Some(token)
+        }
+        None => None,
+    };
     let clock = Clock::scaled(start, speed);
     let running = Running::start(settings, templates, cfg, Overrides { clock: Some(clock.clone()), ..Overrides::default() })
         .await
@@ -185,8 +195,32 @@ pub async fn run(settings: Settings, templates: Templates, out: Option<PathBuf>,
     eprintln!();
     let store = running.store.clone();
     let shared = running.shared.clone();
+    if let Some(token) = token {
+        summary(&store, &shared, &out, stories.len()).await?;
+        println!();
+        println!("  Console: http://{}/console/  (log in with any name and the token {token})", running.http_addr);
+        println!("  API:     curl -H 'Authorization: Bearer {token}' http://{}/api/outbox", running.http_addr);
+        println!("  Ctrl-C stops the daemon.");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        running.shutdown().await.context("stopping the daemon")?;
+        return Ok(());
+    }
     running.shutdown().await.context("stopping the daemon")?;
     summary(&store, &shared, &out, stories.len()).await
+}
+
+/// The console's token for `demo --serve`: the configured one (`BELOFTE__CONSOLE__TOKEN`),
+/// else a new random one for this run.
+fn console_token() -> Result<String> {
+    if let Ok(t) = std::env::var("BELOFTE__CONSOLE__TOKEN") {
+        if t.chars().count() >= 16 {
+            return Ok(t);
+        }
+        anyhow::bail!("BELOFTE__CONSOLE__TOKEN is shorter than 16 characters");
+    }
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(|_| anyhow::anyhow!("no random source for the console token"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn progress(now: Instant, start: Instant, end: Instant, published: usize, total: usize, sent: u64) {
