@@ -308,4 +308,44 @@ on_both_backends!(
     a_broken_template_or_brand_is_refused_with_the_lint_messages_and_changes_nothing,
     a_message_that_cannot_be_rendered_is_kept_and_sent_when_the_wording_is_fixed,
     a_rollback_restores_the_earlier_words_and_keeps_the_history,
+    published_voucher_tiers_decide_the_next_delay_without_a_restart,
 );
+
+/// Marketing raises a brand's vouchers while belofte runs: the next delay is compensated
+/// by the new tiers, without a restart (the engine's worlds are rebuilt on the new policy).
+async fn published_voucher_tiers_decide_the_next_delay_without_a_restart(db: &backends::Db) {
+    let broker = support::broker(3);
+    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let s = without_quiet_hours(settings_now());
+    let lumen = belofte::settings::brand_document(&s.policy.brands["lumen"]);
+    let running = Running::start(s, templates(), config(&broker, db, &peers, "vouchers"), Overrides::default())
+        .await
+        .expect("daemon starts");
+    let voucher_of = |order: &'static str| {
+        let store = running.store.clone();
+        async move {
+            let rows = store.outbox().await.expect("outbox");
+            let row = rows.into_iter().find(|r| r.order_id == order && r.kind == "compensation")?;
+            let event: serde_json::Value = serde_json::from_str(&row.line).expect("a CloudEvent");
+            event["data"]["amount_eur"].as_u64()
+        }
+    };
+    let now = chrono::Utc::now();
+    produce(&broker, &[placed("V-1", &["email"], now), delayed("V-1", now)]);
+    eventually_async("the first voucher", WAIT, || async { voucher_of("V-1").await.is_some() }).await;
+    let before = voucher_of("V-1").await.expect("a voucher");
+
+    let mut doc: toml::Table = toml::from_str(&lumen).expect("the brand document is TOML");
+    doc.insert("compensation".into(), toml::Value::try_from(json!([{"min_days": 1, "eur": 25}])).expect("tiers"));
+    let generous = toml::to_string(&doc).expect("TOML");
+    publish(&running, WordingKind::Brand, "lumen", &generous, "Black Friday: €25 for any delay").await;
+    // The next order's delay comes once the processor has taken the new policy.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = chrono::Utc::now();
+    produce(&broker, &[placed("V-2", &["email"], now), delayed("V-2", now)]);
+    eventually_async("the second voucher", WAIT, || async { voucher_of("V-2").await.is_some() }).await;
+    let after = voucher_of("V-2").await.expect("a voucher");
+    assert!(before < 25, "the shipped tiers give less for this delay: €{before}");
+    assert_eq!(after, 25, "the published tiers decide the next delay");
+    running.shutdown().await.expect("clean shutdown");
+}

@@ -52,11 +52,13 @@ pub async fn run(
     wake_dispatch: Arc<Notify>,
     mut sweeper: Sweeper,
 ) -> Result<(), DaemonError> {
-    // The engine decides with the wording's policy as of this start (voucher tiers of a
-    // published brand document); its worlds borrow it for the processor's life, so a later
-    // publish reaches the engine's decisions at the next start, and the words at once.
-    let engine_policy = shared.live.get().policy.clone();
-    let mut owned = Owned::new(&engine_policy, keep_trace);
+    // The engine decides with the wording's policy (voucher tiers of a published brand
+    // document). Its worlds borrow it; when a publish changes what the engine reads, the
+    // worlds are built again on the new policy from what the store holds — everything is
+    // committed between batches — as a restart would, without one.
+    let mut engine_policy = shared.live.get().policy.clone();
+    let mut checked_policy = engine_policy.clone();
+    let mut held: Vec<i32> = Vec::new();
     let mut fences: BTreeMap<i32, i64> = BTreeMap::new();
     shared.metrics.set("belofte_orders", &[], 0.0);
     // "No events for a long time" counts from the start until the first record.
@@ -65,89 +67,117 @@ pub async fn run(
     let mut last_now: Option<Instant> = None;
     let mut broker_error_logged = false;
     let mut last_look = std::time::Instant::now();
-    loop {
-        let due = owned.next_due().map(|t| shared.clock.until(t)).unwrap_or(Duration::from_secs(60));
-        let sleep = due.min(UNROUTED_EVERY.saturating_sub(last_look.elapsed()));
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            r = ingest.recv() => Some(r),
-            _ = tokio::time::sleep(sleep) => None,
-        };
-        let mut records = Vec::new();
-        let mut changes = Vec::new();
-        match first {
-            Some(Ok(r)) => {
-                broker_error_logged = false;
-                note_rebalances(&ingest, &mut records, &mut changes);
-                records.push(r);
-                // Whatever else is already waiting joins this transaction.
-                while records.len() < MAX_BATCH {
-                    tokio::select! {
-                        biased;
-                        r = ingest.recv() => match r {
-                            Ok(r) => {
-                                note_rebalances(&ingest, &mut records, &mut changes);
-                                records.push(r);
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "kafka receive failed");
-                                break;
-                            }
-                        },
-                        _ = std::future::ready(()) => break,
+    'policy: loop {
+        let mut owned = Owned::new(&engine_policy, keep_trace);
+        if !held.is_empty() {
+            let started = std::time::Instant::now();
+            for (p, snapshot) in store.load_parts(&held).await? {
+                owned.adopt(p, snapshot);
+            }
+            tracing::info!(partitions = ?held, orders = owned.order_count(), seconds = started.elapsed().as_secs_f64(), "published voucher tiers: worlds rebuilt on the new policy");
+        }
+        loop {
+            let due = owned.next_due().map(|t| shared.clock.until(t)).unwrap_or(Duration::from_secs(60));
+            let sleep = due.min(UNROUTED_EVERY.saturating_sub(last_look.elapsed()));
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break 'policy,
+                r = ingest.recv() => Some(r),
+                _ = tokio::time::sleep(sleep) => None,
+            };
+            let mut records = Vec::new();
+            let mut changes = Vec::new();
+            match first {
+                Some(Ok(r)) => {
+                    broker_error_logged = false;
+                    note_rebalances(&ingest, &mut records, &mut changes);
+                    records.push(r);
+                    // Whatever else is already waiting joins this transaction.
+                    while records.len() < MAX_BATCH {
+                        tokio::select! {
+                            biased;
+                            r = ingest.recv() => match r {
+                                Ok(r) => {
+                                    note_rebalances(&ingest, &mut records, &mut changes);
+                                    records.push(r);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "kafka receive failed");
+                                    break;
+                                }
+                            },
+                            _ = std::future::ready(()) => break,
+                        }
                     }
                 }
-            }
-            Some(Err(e)) => {
-                if !broker_error_logged {
-                    tracing::warn!(error = %e, "kafka receive failed; retrying");
-                    broker_error_logged = true;
+                Some(Err(e)) => {
+                    if !broker_error_logged {
+                        tracing::warn!(error = %e, "kafka receive failed; retrying");
+                        broker_error_logged = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+                None => {}
             }
-            None => {}
-        }
-        note_rebalances(&ingest, &mut records, &mut changes);
-        for change in changes {
-            rebalance(&shared, &store, &mut topology, &mut owned, &mut fences, change).await?;
-        }
-        let now = {
-            let now = shared.clock.now();
-            let now = last_now.map_or(now, |l| l.max(now));
-            last_now = Some(now);
-            now
-        };
-        let look = last_look.elapsed() >= UNROUTED_EVERY;
-        if look {
-            last_look = std::time::Instant::now();
-        }
-        let started = std::time::Instant::now();
-        let mut step = Step { shared: &shared, owned: &mut owned, store: &store, producers: &producers, topology: &topology, now };
-        step.run(&records, &fences, look).await?;
-        for r in &records {
-            ingest.store(r)?;
-        }
-        if sweeper.due() {
-            sweeper.sweep(&store, &mut owned, now, &shared.metrics).await?;
-        }
-        if !records.is_empty() {
-            let per = started.elapsed().as_secs_f64() / records.len() as f64;
-            for _ in &records {
-                shared.metrics.observe("belofte_event_seconds", &[], per);
+            note_rebalances(&ingest, &mut records, &mut changes);
+            for change in changes {
+                rebalance(&shared, &store, &mut topology, &mut owned, &mut fences, change).await?;
             }
-            shared.metrics.set("belofte_last_event_timestamp_seconds", &[], now.timestamp() as f64);
+            let now = {
+                let now = shared.clock.now();
+                let now = last_now.map_or(now, |l| l.max(now));
+                last_now = Some(now);
+                now
+            };
+            let look = last_look.elapsed() >= UNROUTED_EVERY;
+            if look {
+                last_look = std::time::Instant::now();
+            }
+            let started = std::time::Instant::now();
+            let mut step = Step { shared: &shared, owned: &mut owned, store: &store, producers: &producers, topology: &topology, now };
+            step.run(&records, &fences, look).await?;
+            for r in &records {
+                ingest.store(r)?;
+            }
+            if sweeper.due() {
+                sweeper.sweep(&store, &mut owned, now, &shared.metrics).await?;
+            }
+            if !records.is_empty() {
+                let per = started.elapsed().as_secs_f64() / records.len() as f64;
+                for _ in &records {
+                    shared.metrics.observe("belofte_event_seconds", &[], per);
+                }
+                shared.metrics.set("belofte_last_event_timestamp_seconds", &[], now.timestamp() as f64);
+            }
+            shared.metrics.set("belofte_orders", &[], owned.order_count() as f64);
+            shared.metrics.set("belofte_closed_orders", &[], owned.closed_count() as f64);
+            shared.metrics.set("belofte_parked_events", &[], owned.parked_count() as f64);
+            wake_dispatch.notify_waiters();
+            let current = shared.live.get().policy.clone();
+            if !Arc::ptr_eq(&current, &checked_policy) {
+                checked_policy = current.clone();
+                if decides_differently(&engine_policy, &current) {
+                    held = owned.parts();
+                    drop(owned);
+                    engine_policy = current;
+                    continue 'policy;
+                }
+            }
         }
-        shared.metrics.set("belofte_orders", &[], owned.order_count() as f64);
-        shared.metrics.set("belofte_closed_orders", &[], owned.closed_count() as f64);
-        shared.metrics.set("belofte_parked_events", &[], owned.parked_count() as f64);
-        wake_dispatch.notify_waiters();
     }
     if let Err(e) = ingest.commit_now() {
         tracing::warn!(error = %e, "final offset commit failed; the last events will be replayed (and deduplicated)");
     }
     Ok(())
+}
+
+/// Whether the engine would decide differently under `b` than under `a`: what a published
+/// brand document changes and the engine reads, its voucher tiers (tone, names, senders
+/// and links are read at render, from the live wording).
+fn decides_differently(a: &Policy, b: &Policy) -> bool {
+    a.brands.len() != b.brands.len()
+        || a.brands.iter().any(|(id, x)| b.brands.get(id).is_none_or(|y| x.compensation != y.compensation))
 }
 
 /// Take the assignment changes that happened in the last `recv`. Records received before a
