@@ -22,7 +22,7 @@ use belofte_core::policy::Brand;
 
 use super::auth::{Session, Who};
 use super::documents::{self, Editor, Outcome};
-use super::html::{self, escape, post_button, table};
+use super::html::{self, escape, table};
 use super::preview::{self, Sample};
 use super::{json, json_error, Console};
 use crate::check::Problem;
@@ -336,15 +336,7 @@ async fn show(c: &Console, s: &Session, id: &str, text: &str, draft: Option<&Bra
         Err(r) => return r,
     };
     let here = format!("{PAGE}/{id}");
-    let state = match versions.first() {
-        Some(v) => format!("Published version {} by {} at {} UTC.", v.id, escape(&v.author), escape(&crate::store::ts(v.at))),
-        None => "As configured.".to_string(),
-    };
-    let restore = if versions.is_empty() {
-        String::new()
-    } else {
-        post_button(s, &format!("{here}/restore"), "Back to the configured brand", "", Some("Publish the configured brand again?"))
-    };
+    let (state, restore) = documents::in_use_html(s, &here, &versions, "As configured.", "configured brand");
     let note = note.map(|n| format!("<p class=\"note\">{}</p>", escape(n))).unwrap_or_default();
     let editor = Editor {
         action: &format!("{here}/publish"),

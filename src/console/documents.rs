@@ -144,6 +144,21 @@ pub async fn versions(c: &Console, kind: WordingKind, name: &str) -> Result<Vec<
 
 /// The versions with who, when, why and the diff, each with a button rolling back to it;
 /// `base` is the document's page (`/console/templates/delayed/nl/sms.txt.hbs`).
+/// Which version of a document is in use (`baseline`: the words when none is published), and
+/// the button that publishes the baseline again (none while the baseline is in use).
+pub fn in_use_html(s: &Session, here: &str, versions: &[WordingVersion], baseline: &str, restore: &str) -> (String, String) {
+    let state = match versions.first() {
+        Some(v) => format!("Published version {} by {} at {} UTC.", v.id, escape(&v.author), escape(&crate::store::ts(v.at))),
+        None => baseline.to_string(),
+    };
+    let button = if versions.is_empty() {
+        String::new()
+    } else {
+        post_button(s, &format!("{here}/restore"), &format!("Back to the {restore}"), "", Some(&format!("Publish the {restore} again?")))
+    };
+    (state, button)
+}
+
 pub fn versions_html(s: &Session, base: &str, versions: &[WordingVersion]) -> String {
     if versions.is_empty() {
         return "<p class=\"muted\">Never published: the shipped version is in use.</p>".to_string();

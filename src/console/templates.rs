@@ -28,7 +28,7 @@ use belofte_core::policy::Brand;
 
 use super::auth::{Session, Who};
 use super::documents::{self, Editor, Outcome};
-use super::html::{self, escape, post_button, table};
+use super::html::{self, escape, table};
 use super::preview::{self, Sample};
 use super::{json, json_error, Console};
 use crate::check::Problem;
@@ -332,15 +332,7 @@ async fn show(c: &Console, s: &Session, path: &str, text: &str, problems: &[Prob
         Err(r) => return r,
     };
     let here = format!("{PAGE}/{path}");
-    let state = match versions.first() {
-        Some(v) => format!("Published version {} by {} at {} UTC.", v.id, escape(&v.author), escape(&crate::store::ts(v.at))),
-        None => "The shipped file is in use.".to_string(),
-    };
-    let restore = if versions.is_empty() {
-        String::new()
-    } else {
-        post_button(s, &format!("{here}/restore"), "Back to the shipped file", "", Some("Publish the shipped file again?"))
-    };
+    let (state, restore) = documents::in_use_html(s, &here, &versions, "The shipped file is in use.", "shipped file");
     let note = note.map(|n| format!("<p class=\"note\">{}</p>", escape(n))).unwrap_or_default();
     let order_form = format!(
         "<form method=\"get\" action=\"{}\"><label for=\"order\">Preview with the latest notice of an order (empty: sample data)</label>\
