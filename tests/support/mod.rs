@@ -4,6 +4,8 @@
 //! line, waiting for a condition, and what `simulate` decides for a stream.
 #![allow(dead_code)]
 
+pub mod week;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -158,7 +160,11 @@ where
 
 /// What `simulate` prints for the same stream, as parsed lines.
 pub fn simulated(lines: &[String], until: Instant) -> Vec<Line> {
-    let s = settings();
+    simulated_with(&settings(), lines, until)
+}
+
+/// What `simulate` prints for the same stream under the settings `s`.
+pub fn simulated_with(s: &Settings, lines: &[String], until: Instant) -> Vec<Line> {
     let t = templates();
     let input = lines.join("\n");
     let mut out = Vec::new();
@@ -169,10 +175,13 @@ pub fn simulated(lines: &[String], until: Instant) -> Vec<Line> {
 
 /// The fields a customer sees, to compare the daemon's outbox with simulate's lines.
 pub fn seen_by_customer(l: &Line) -> String {
-    format!(
-        "{} {} {} {} {:?} {:?} {:?} {:?} {:?}",
-        l.order_id, l.kind, l.channel, l.send_at, l.to, l.subject, l.text, l.promise.as_ref().map(|p| &p.new), l.compensation_eur
-    )
+    format!("{} {}", l.send_at, read_by_customer(l))
+}
+
+/// What a customer reads, without when it was sent: a daemon on the wall clock decides a
+/// moment after the event's time, `simulate` at it.
+pub fn read_by_customer(l: &Line) -> String {
+    format!("{} {} {} {:?} {:?} {:?} {:?} {:?}", l.order_id, l.kind, l.channel, l.to, l.subject, l.text, l.promise.as_ref().map(|p| &p.new), l.compensation_eur)
 }
 
 /// An order placed now by `name` and its warehouse delay of four days: one notice decided at
