@@ -13,7 +13,7 @@ fn bench_runs_with_tiny_sizes_and_writes_every_figure() {
     let out = Command::new(env!("CARGO_BIN_EXE_belofte"))
         .current_dir(&root)
         .args(["bench", "--reps", "1", "--events", "2000", "--engine-events", "2000", "--rate", "500", "--latency-secs", "2"])
-        .args(["--fanout-orders", "300", "--dispatch-messages", "40", "--rss-orders", "2000", "--json"])
+        .args(["--fanout-orders", "300", "--dispatch-messages", "40", "--rss-orders", "2000", "--session-timeout-ms", "3000", "--json"])
         .arg(&json)
         .output()
         .expect("belofte bench runs");
@@ -35,6 +35,8 @@ fn bench_runs_with_tiny_sizes_and_writes_every_figure() {
         "dispatch_email_ps",
         "dispatch_sms_ps",
         "rss_mib_1m_orders",
+        "resume_after_kill_s",
+        "resume_after_kill_dynamic_s",
     ]
     .into_iter()
     .collect();

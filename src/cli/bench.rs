@@ -87,13 +87,21 @@ pub struct Options {
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Measure only these, comma-separated: engine, pipeline (with raw consume), latency,
-    /// fanout, dispatch, memory. Default: all.
+    /// fanout, dispatch, memory, resume. Default: all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// The daemon keeps every order's trace (`[trace] keep`): `--keep-trace false`
     /// measures what storing it costs.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub keep_trace: bool,
+    /// `session.timeout.ms` of the resume run's daemons [the configuration's: librdkafka's
+    /// 45000 unless `[kafka.properties]` sets it].
+    #[arg(long)]
+    pub session_timeout_ms: Option<u64>,
+    /// The resume run against this broker (`bootstrap.servers`) instead of the embedded one,
+    /// which does not honour static membership; its topics are created if missing.
+    #[arg(long)]
+    pub brokers: Option<String>,
 }
 
 /// One figure: its JSON key, the samples of each repetition, and its target.
@@ -709,6 +717,8 @@ async fn run_all(opts: &Options) -> Result<()> {
     let mut email = Figure::new("dispatch_email_ps", Target::AtLeast(2_000.0));
     let mut sms = Figure::new("dispatch_sms_ps", Target::AtLeast(5_000.0));
     let mut rss = Figure::new("rss_mib_1m_orders", Target::Below(1024.0));
+    let mut resume_static = Figure::new("resume_after_kill_s", Target::Below(5.0));
+    let mut resume_dynamic = Figure::new("resume_after_kill_dynamic_s", Target::None);
     let started = Wall::now();
     eprintln!("belofte bench: {reps} repetitions on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
 
@@ -780,7 +790,20 @@ async fn run_all(opts: &Options) -> Result<()> {
         done(&rss);
     }
 
-    let figures = [raw, engine_f, pipeline, ratio, p50, p99, fan, email, sms, rss];
+    if wanted("resume") {
+        step("resume after a SIGKILL (belofte run as a child process), with static membership and without");
+        for _ in 0..reps {
+            resume_static.samples.push(super::resume::resume_after_kill(opts, true).await?);
+            resume_dynamic.samples.push(super::resume::resume_after_kill(opts, false).await?);
+        }
+        eprintln!(
+            " static {}; dynamic {}",
+            resume_static.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "),
+            resume_dynamic.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    let figures = [raw, engine_f, pipeline, ratio, p50, p99, fan, email, sms, rss, resume_static, resume_dynamic];
     print_table(opts, &figures, started.elapsed());
     if let Some(path) = &opts.json {
         let map: serde_json::Map<String, Value> = figures.iter().map(|f| (f.key.to_string(), serde_json::json!(f.median()))).collect();
