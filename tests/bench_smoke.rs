@@ -29,9 +29,11 @@ fn bench_runs_with_tiny_sizes_and_writes_every_figure() {
         "engine_eps",
         "pipeline_eps",
         "pipeline_ratio",
+        "pipeline_pg_eps",
         "latency_p50_ms",
         "latency_p99_ms",
         "fanout_100k_s",
+        "fanout_100k_pg_s",
         "dispatch_email_ps",
         "dispatch_sms_ps",
         "rss_mib_1m_orders",
@@ -45,4 +47,27 @@ fn bench_runs_with_tiny_sizes_and_writes_every_figure() {
         let v = value.as_f64().unwrap_or(f64::NAN);
         assert!(v.is_finite() && v > 0.0, "{key} = {value}");
     }
+}
+
+#[test]
+fn without_a_postgresql_server_its_figures_are_null_and_the_run_goes_on() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    // Port 1 on loopback: nothing listens there.
+    let out = Command::new(env!("CARGO_BIN_EXE_belofte"))
+        .current_dir(&root)
+        .env("BELOFTE_TEST_PG", "postgres://postgres@127.0.0.1:1/postgres")
+        .args(["bench", "--reps", "1", "--only", "fanout", "--fanout-orders", "300", "--json"])
+        .arg(&json)
+        .output()
+        .expect("belofte bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stderr}");
+    assert!(stderr.contains("PostgreSQL figures not measured"), "no reason printed:\n{stderr}");
+
+    let figures: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("JSON object");
+    assert!(figures["fanout_100k_pg_s"].is_null(), "{figures:?}");
+    assert!(figures["fanout_100k_s"].as_f64().is_some_and(|v| v > 0.0), "{figures:?}");
 }

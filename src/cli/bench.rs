@@ -1,7 +1,8 @@
 //! `belofte bench`: one run that measures the whole pipeline against the Kafka client's own
 //! limit on this machine (issue 5). Everything runs in-process: an embedded broker
-//! (librdkafka's mock cluster), the daemon on a temporary SQLite file, a loopback SMTP
-//! server and a loopback Twilio double. Each figure is the median of `reps` repetitions;
+//! (librdkafka's mock cluster), the daemon on a temporary SQLite file (and, for the `_pg`
+//! figures, on a fresh PostgreSQL database at 127.0.0.1:5432 or `BELOFTE_TEST_PG`), a
+//! loopback SMTP server and a loopback Twilio double. Each figure is the median of `reps` repetitions;
 //! the table shows the spread. How each figure is measured: docs/BENCHMARKS.md.
 
 use std::io::Write;
@@ -31,6 +32,7 @@ use belofte::render::Templates;
 use belofte::settings::{self, Settings};
 use belofte::simulate::Simulation;
 use belofte::store::{Batch, NewMessage, Store};
+use testkit::pg::TestDb;
 use testkit::smtp::{SmtpScript, SmtpServer};
 use testkit::twilio::TwilioDouble;
 use testkit::TempDir;
@@ -155,6 +157,53 @@ fn load(opts: &Options) -> Result<(Settings, Templates)> {
 /// The daemon's SQLite file in a temporary folder.
 fn db_url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.path().join("belofte.db").display())
+}
+
+/// Which store a phase measures.
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database of one backend, for one repetition: a SQLite file in a temporary
+/// folder, or a PostgreSQL database created for it and dropped with it.
+enum Db {
+    Sqlite(TempDir),
+    Postgres(TestDb),
+}
+
+impl Db {
+    async fn fresh(backend: Backend) -> Result<Db> {
+        Ok(match backend {
+            Backend::Sqlite => Db::Sqlite(testkit::tempdir()?),
+            Backend::Postgres => Db::Postgres(TestDb::try_create().await.map_err(anyhow::Error::msg)?),
+        })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(dir) => db_url(dir),
+            Db::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    /// The consumer group of the daemon on it: the PostgreSQL run reads the same broker
+    /// after the SQLite run, from the start, so it must not share that run's offsets.
+    fn group(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "belofte-bench",
+            Db::Postgres(_) => "belofte-bench-pg",
+        }
+    }
+}
+
+/// Whether the PostgreSQL figures can be measured: `Err` says why not (printed; the
+/// figures are then `null`, the run goes on).
+async fn postgres_reachable() -> Result<(), String> {
+    let db = TestDb::try_create().await?;
+    drop(db);
+    Ok(())
 }
 
 /// One event ready to publish: where, with which key, and its event time.
@@ -342,11 +391,11 @@ impl Watch {
     }
 }
 
-/// The daemon on a fresh SQLite file against `bootstrap`, with the bench's settings.
+/// The daemon on the fresh database `db` against `bootstrap`, with the bench's settings.
 async fn start(
     opts: &Options,
     bootstrap: String,
-    dir: &TempDir,
+    db: &Db,
     clock: Clock,
     policy: impl FnOnce(&mut Settings),
     cfg: impl FnOnce(&mut DaemonConfig),
@@ -356,9 +405,9 @@ async fn start(
     policy(&mut settings);
     let mut c = DaemonConfig::default();
     c.kafka.brokers = bootstrap;
-    c.kafka.group_id = "belofte-bench".into();
+    c.kafka.group_id = db.group().into();
     c.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
-    c.database.url = db_url(dir);
+    c.database.url = db.url();
     c.http.listen = "127.0.0.1:0".into();
     c.trace.keep = opts.keep_trace;
     cfg(&mut c);
@@ -380,22 +429,24 @@ async fn start(
 /// a producer's broken clock (`max_future_skew`) is off here, or the pipeline would measure
 /// dead-lettering (it did, from the guard's arrival until 2026-12-01: 55k/s that were
 /// rejections).
-async fn start_for_stream(opts: &Options, bootstrap: String, dir: &TempDir, events: &[Routed]) -> Result<Running> {
+async fn start_for_stream(opts: &Options, bootstrap: String, db: &Db, events: &[Routed]) -> Result<Running> {
     let first = events.first().map(|e| e.time).context("an empty stream")?;
     let last = events.iter().map(|e| e.time).max().unwrap_or(first);
     let replay = |s: &mut Settings| {
         s.policy.coalesce_seconds = 0;
         s.policy.max_future_skew = (last - first) + chrono::Duration::days(1);
     };
-    start(opts, bootstrap, dir, Clock::manual(first), replay, |_| {}, memory()).await
+    start(opts, bootstrap, db, Clock::manual(first), replay, |_| {}, memory()).await
 }
 
 fn memory() -> Option<(EmailBackend, SmsBackend)> {
     Some((EmailBackend::Memory(MemoryMailer::new()), SmsBackend::Memory(MemorySms::new())))
 }
 
-/// Raw consume and the pipeline on the same records of one broker: (raw, pipeline) events/s.
-async fn consume_and_pipeline(opts: &Options, events: &[Routed]) -> Result<(f64, f64)> {
+/// Raw consume and the pipeline on the same records of one broker: raw events/s, the
+/// pipeline's on SQLite and, when `pg`, on PostgreSQL (each daemon reads every record from
+/// the start, in a consumer group of its own).
+async fn consume_and_pipeline(opts: &Options, events: &[Routed], pg: bool) -> Result<(f64, f64, Option<f64>)> {
     let broker = broker(partitions_for(events))?;
     publish(&broker.bootstrap(), events)?;
     let n = events.len();
@@ -403,8 +454,17 @@ async fn consume_and_pipeline(opts: &Options, events: &[Routed]) -> Result<(f64,
         let bootstrap = broker.bootstrap();
         tokio::task::spawn_blocking(move || raw_consume(&bootstrap, n)).await??
     };
-    let dir = testkit::tempdir()?;
-    let running = start_for_stream(opts, broker.bootstrap(), &dir, events).await?;
+    let sqlite = pipeline(opts, &broker, events, Backend::Sqlite).await?;
+    let postgres = if pg { Some(pipeline(opts, &broker, events, Backend::Postgres).await?) } else { None };
+    Ok((raw, sqlite, postgres))
+}
+
+/// The pipeline's events/s on a fresh database of `backend`: from the first record consumed
+/// until the last is committed.
+async fn pipeline(opts: &Options, broker: &EmbeddedBroker, events: &[Routed], backend: Backend) -> Result<f64> {
+    let n = events.len();
+    let db = Db::fresh(backend).await?;
+    let running = start_for_stream(opts, broker.bootstrap(), &db, events).await?;
     let watch = Watch::spawn(Arc::clone(&running.shared));
     let waited = watch.until_committed(n as u64, &running).await;
     let samples = watch.finish()?;
@@ -419,15 +479,15 @@ async fn consume_and_pipeline(opts: &Options, events: &[Routed]) -> Result<(f64,
     let first = samples.iter().find(|s| s.consumed > 0).map(|s| s.at);
     let last = samples.iter().find(|s| s.committed >= n as u64).map(|s| s.at);
     let (Some(first), Some(last)) = (first, last) else { bail!("pipeline: no progress seen") };
-    Ok((raw, n as f64 / (last - first).as_secs_f64().max(1e-9)))
+    Ok(n as f64 / (last - first).as_secs_f64().max(1e-9))
 }
 
 /// Produce → committed at a steady offered load: (p50, p99) in ms.
 async fn latency(opts: &Options, events: Vec<Routed>) -> Result<(f64, f64)> {
     let partitions = partitions_for(&events);
     let broker = broker(partitions)?;
-    let dir = testkit::tempdir()?;
-    let running = start_for_stream(opts, broker.bootstrap(), &dir, &events).await?;
+    let db = Db::fresh(Backend::Sqlite).await?;
+    let running = start_for_stream(opts, broker.bootstrap(), &db, &events).await?;
     let waited = Wall::now();
     while running.ingest.assigned_partitions() < EVENT_TOPICS.len() * partitions as usize {
         if waited.elapsed() > Duration::from_secs(60) {
@@ -509,17 +569,18 @@ fn paced(bootstrap: &str, events: &[Routed], rate: u64) -> Result<Vec<Wall>> {
     Ok(sent)
 }
 
-/// A warehouse incident covering `orders` open orders: seconds from producing it until the
-/// transaction holding every covered order's messages has committed.
-async fn fanout(opts: &Options, orders: u64) -> Result<f64> {
+/// A warehouse incident covering `orders` open orders on a fresh database of `backend`:
+/// seconds from producing it until the transaction holding every covered order's messages
+/// has committed.
+async fn fanout(opts: &Options, orders: u64, backend: Backend) -> Result<f64> {
     let placed: Vec<Routed> = (0..orders).map(|n| route(placed_line(n).as_bytes())).collect::<Result<_>>()?;
     let broker = Arc::new(broker(partitions_for(&placed))?);
     publish(&broker.bootstrap(), &placed)?;
     drop(placed);
-    let dir = testkit::tempdir()?;
+    let db = Db::fresh(backend).await?;
     // No coalescing window: the 2 minutes are policy, not work, and with them the messages
     // would wait for the clock instead of the machine.
-    let running = start(opts, broker.bootstrap(), &dir, Clock::manual(day()?), |s| s.policy.coalesce_seconds = 0, |_| {}, memory()).await?;
+    let running = start(opts, broker.bootstrap(), &db, Clock::manual(day()?), |s| s.policy.coalesce_seconds = 0, |_| {}, memory()).await?;
     let watch = Watch::spawn(Arc::clone(&running.shared));
     let result = async {
         watch.until_committed(orders, &running).await?;
@@ -547,7 +608,7 @@ async fn fanout(opts: &Options, orders: u64) -> Result<f64> {
 
 /// An outbox of `m` due messages of one channel: `m` orders each told of a warehouse delay,
 /// decided by the engine and rendered exactly as the processor does.
-async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Result<Instant> {
+async fn prefill(opts: &Options, db: &Db, channel: Channel, m: u64) -> Result<Instant> {
     let (mut settings, templates) = load(opts)?;
     settings.policy.coalesce_seconds = 0;
     let policy = &settings.policy;
@@ -573,7 +634,7 @@ async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Res
         bail!("dispatch: {} {} messages decided for {m} orders", batch.messages.len(), channel.as_str());
     }
     // Closed before the daemon opens it: the store is single-instance.
-    let store = Store::open(&db_url(&dir)).await?;
+    let store = Store::open(&db.url()).await?;
     store.commit(&batch, now).await?;
     Ok(latest)
 }
@@ -581,13 +642,13 @@ async fn prefill(opts: &Options, dir: &TempDir, channel: Channel, m: u64) -> Res
 /// Messages of one channel settled `sent` per second, from the daemon's start until the
 /// last of `m` prefilled messages went to the loopback provider.
 async fn dispatch(opts: &Options, broker: &EmbeddedBroker, channel: Channel, m: u64, smtp_port: u16, twilio_url: &str) -> Result<f64> {
-    let dir = testkit::tempdir()?;
-    let due = prefill(opts, &dir, channel, m).await?;
+    let db = Db::fresh(Backend::Sqlite).await?;
+    let due = prefill(opts, &db, channel, m).await?;
     let started = Wall::now();
     let running = start(
         opts,
         broker.bootstrap(),
-        &dir,
+        &db,
         Clock::manual(due),
         |_| {},
         |c| {
@@ -686,7 +747,11 @@ fn step(what: &str) {
 }
 
 fn done(f: &Figure) {
-    eprintln!(" {}", f.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "));
+    eprintln!(" {}", samples(f));
+}
+
+fn samples(f: &Figure) -> String {
+    f.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", ")
 }
 
 fn fmt(v: f64) -> String {
@@ -713,7 +778,9 @@ async fn run_all(opts: &Options) -> Result<()> {
     let mut ratio = Figure::new("pipeline_ratio", Target::AtLeast(0.10));
     let mut p50 = Figure::new("latency_p50_ms", Target::None);
     let mut p99 = Figure::new("latency_p99_ms", Target::Below(50.0));
+    let mut pipeline_pg = Figure::new("pipeline_pg_eps", Target::AtLeast(50_000.0));
     let mut fan = Figure::new("fanout_100k_s", Target::Below(5.0));
+    let mut fan_pg = Figure::new("fanout_100k_pg_s", Target::Below(5.0));
     let mut email = Figure::new("dispatch_email_ps", Target::AtLeast(2_000.0));
     let mut sms = Figure::new("dispatch_sms_ps", Target::AtLeast(5_000.0));
     let mut rss = Figure::new("rss_mib_1m_orders", Target::Below(1024.0));
@@ -723,6 +790,18 @@ async fn run_all(opts: &Options) -> Result<()> {
     eprintln!("belofte bench: {reps} repetitions on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
 
     let wanted = |phase: &str| opts.only.is_empty() || opts.only.iter().any(|p| p == phase);
+    // The `_pg` figures need a server; without one they are not measured, and say why.
+    let pg = if wanted("pipeline") || wanted("fanout") {
+        match postgres_reachable().await {
+            Ok(()) => true,
+            Err(why) => {
+                eprintln!("  PostgreSQL figures not measured: {why}");
+                false
+            }
+        }
+    } else {
+        false
+    };
     if wanted("engine") {
         let text = stream(opts.engine_events, 7)?;
         let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
@@ -738,12 +817,18 @@ async fn run_all(opts: &Options) -> Result<()> {
         let events = routed(&stream(opts.events, 7)?)?;
         step(&format!("raw consume and pipeline ({} events)", events.len()));
         for _ in 0..reps {
-            let (r, p) = consume_and_pipeline(opts, &events).await?;
+            let (r, p, on_pg) = consume_and_pipeline(opts, &events, pg).await?;
             raw.samples.push(r);
             pipeline.samples.push(p);
             ratio.samples.push(p / r);
+            pipeline_pg.samples.extend(on_pg);
         }
-        eprintln!(" raw {}; pipeline {}", raw.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "), pipeline.samples.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            " raw {}; pipeline {}; on PostgreSQL {}",
+            samples(&raw),
+            samples(&pipeline),
+            if pg { samples(&pipeline_pg) } else { "not measured".into() }
+        );
         drop(events);
     }
 
@@ -761,9 +846,12 @@ async fn run_all(opts: &Options) -> Result<()> {
     if wanted("fanout") {
         step(&format!("fan-out ({} orders)", opts.fanout_orders));
         for _ in 0..reps {
-            fan.samples.push(fanout(opts, opts.fanout_orders).await?);
+            fan.samples.push(fanout(opts, opts.fanout_orders, Backend::Sqlite).await?);
+            if pg {
+                fan_pg.samples.push(fanout(opts, opts.fanout_orders, Backend::Postgres).await?);
+            }
         }
-        done(&fan);
+        eprintln!(" {}; on PostgreSQL {}", samples(&fan), if pg { samples(&fan_pg) } else { "not measured".into() });
     }
 
     if wanted("dispatch") {
@@ -803,7 +891,7 @@ async fn run_all(opts: &Options) -> Result<()> {
         );
     }
 
-    let figures = [raw, engine_f, pipeline, ratio, p50, p99, fan, email, sms, rss, resume_static, resume_dynamic];
+    let figures = [raw, engine_f, pipeline, ratio, pipeline_pg, p50, p99, fan, fan_pg, email, sms, rss, resume_static, resume_dynamic];
     print_table(opts, &figures, started.elapsed());
     if let Some(path) = &opts.json {
         let map: serde_json::Map<String, Value> = figures.iter().map(|f| (f.key.to_string(), serde_json::json!(f.median()))).collect();

@@ -32,6 +32,12 @@ pub struct TestDb {
 impl TestDb {
     /// Creates the database; panics (failing the test) when the server cannot be reached.
     pub async fn create() -> TestDb {
+        TestDb::try_create().await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Creates the database, or says why it could not (`belofte bench` measures PostgreSQL
+    /// only where a server answers, and reports the rest as not measured).
+    pub async fn try_create() -> Result<TestDb, String> {
         let server = std::env::var(SERVER_VAR).unwrap_or_else(|_| DEFAULT_SERVER.to_string());
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -42,14 +48,14 @@ impl TestDb {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let mut conn = PgConnection::connect(&server).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL for the tests ({SERVER_VAR} or {DEFAULT_SERVER}): {e}")
-        });
+        let mut conn = PgConnection::connect(&server)
+            .await
+            .map_err(|e| format!("PostgreSQL ({SERVER_VAR} or {DEFAULT_SERVER}): {e}"))?;
         conn.execute(format!("CREATE DATABASE {name}").as_str())
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+            .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
         let _ = conn.close().await;
-        TestDb { url: with_database(&server, &name), name, server }
+        Ok(TestDb { url: with_database(&server, &name), name, server })
     }
 }
 
