@@ -134,14 +134,10 @@ impl<'a> Simulation<'a> {
         const PREFETCH_PLACES: usize = 4;
         const PREFETCH_ORDER: usize = 2;
         // Decoding is pure per line: a third thread does it ahead of the engine.
-        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(64);
-        // Emptied batches go back to be filled again: a fresh 100 KB batch per 512 lines,
-        // freed on this thread, cost the decoding thread page faults and allocator work.
-        let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<Decoded>>();
+        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<Vec<(u64, Result<(Event, u128), Rejection>)>>(64);
         std::thread::scope(|scope| {
-            let reader = std::thread::Builder::new()
-                .name("decode".into())
-                .spawn_scoped(scope, move || decode_lines(input, lines_tx, empty_rx))?;
+            let reader =
+                std::thread::Builder::new().name("decode".into()).spawn_scoped(scope, move || decode_lines(input, lines_tx))?;
             let mut world = if trace.is_some() { World::new(self.policy).traced() } else { World::new(self.policy) };
             let mut summary = Summary::default();
             let mut clock: Option<Instant> = None;
@@ -154,8 +150,8 @@ impl<'a> Simulation<'a> {
                 }
                 true
             };
-            'lines: for mut batch in lines_rx {
-                let mut lines = batch.drain(..);
+            'lines: for batch in lines_rx {
+                let mut lines = batch.into_iter();
                 while let Some((number, decoded)) = lines.next() {
                     // The engine waits on memory: ask for what the events a little ahead
                     // will read (their seen-set and index places, then their order) while
@@ -203,9 +199,6 @@ impl<'a> Simulation<'a> {
                         break 'lines;
                     }
                 }
-                drop(lines);
-                // The decoding thread may have finished; then nobody needs it back.
-                let _ = empty_tx.send(batch);
             }
             reader.join().map_err(|_| std::io::Error::other("the reading thread panicked"))??;
             if let Some(end) = until.or_else(|| clock.map(|c| c + Duration::days(DEFAULT_RUN_ON_DAYS))) {
@@ -227,21 +220,15 @@ impl<'a> Simulation<'a> {
     }
 }
 
-/// A line's number and what it decoded to, with its duplicate key.
-type Decoded = (u64, Result<(Event, u128), Rejection>);
-
 /// Read and decode lines in batches, with their line numbers; blank lines are skipped.
-/// Batches are taken from `empty` when the engine has handed one back.
 fn decode_lines(
     mut input: impl BufRead,
-    tx: std::sync::mpsc::SyncSender<Vec<Decoded>>,
-    empty: std::sync::mpsc::Receiver<Vec<Decoded>>,
+    tx: std::sync::mpsc::SyncSender<Vec<(u64, Result<(Event, u128), Rejection>)>>,
 ) -> std::io::Result<()> {
     const BATCH: usize = 512;
-    let next_batch = || empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
     let mut buf = Vec::with_capacity(1024);
     let mut number = 0u64;
-    let mut batch = next_batch();
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
@@ -256,7 +243,7 @@ fn decode_lines(
             let key = event_key(&e.source, &e.id);
             (e, key)
         })));
-        if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, next_batch())).is_err() {
+        if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
             return Ok(());
         }
     }
