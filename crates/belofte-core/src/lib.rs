@@ -11,5 +11,6 @@ pub mod name;
 pub mod notice;
 pub mod policy;
 pub mod slab;
+mod table;
 pub mod trace;
 pub mod world;

@@ -10,7 +10,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 pub use super::hash::{event_key, FxHasher};
 
 use chrono::Duration;
-use hashbrown::hash_table::{Entry, HashTable};
 
 use super::domain::Instant;
 use super::engine::{Decision, Engine, OrderState};
@@ -19,6 +18,7 @@ use super::event::{Event, Fact, Rejection, Route};
 use super::policy::Policy;
 use super::name::Name;
 use super::slab::Slab;
+use super::table::{prefetch_all, KeySet, SlotIndex};
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
@@ -68,12 +68,12 @@ pub struct World<'p> {
     /// compared in the order itself, which the event is about to touch anyway, so a
     /// look-up costs one cache miss less than a map keeping its own copy of the key (and
     /// a million orders cost 4 bytes each here instead of 32).
-    index: HashTable<u32>,
-    tracking: HashTable<u32>,
-    seen: HashSet<u128, BuildHasherDefault<FxHasher>>,
+    index: SlotIndex,
+    tracking: SlotIndex,
+    seen: KeySet,
     /// The keys seen before the last `rotate_seen` (the daemon forgets keys older than its
     /// replay horizon by rotating; `simulate` never does, and this stays empty).
-    seen_old: HashSet<u128, BuildHasherDefault<FxHasher>>,
+    seen_old: KeySet,
     /// Orders that left memory once closed (`forget_closed`), by id and tracking number: a
     /// late or repeated event about one is ignored, as it was while the order was here.
     closed: HashSet<Name, BuildHasherDefault<FxHasher>>,
@@ -147,10 +147,10 @@ impl<'p> World<'p> {
         World {
             engine: Engine::new(policy),
             orders: Slab::default(),
-            index: HashTable::new(),
-            tracking: HashTable::new(),
-            seen: HashSet::default(),
-            seen_old: HashSet::default(),
+            index: SlotIndex::default(),
+            tracking: SlotIndex::default(),
+            seen: KeySet::default(),
+            seen_old: KeySet::default(),
             closed: HashSet::default(),
             closed_tracking: HashSet::default(),
             parked: Map::default(),
@@ -238,14 +238,7 @@ impl<'p> World<'p> {
         let slot = self.orders.push(state);
         let orders = &self.orders;
         let Some(id) = orders.get(slot).map(|o| o.order_id.as_str()) else { return slot };
-        let same = |&s: &u32| orders.get(s).is_some_and(|o| o.order_id == id);
-        let rehash = |&s: &u32| orders.get(s).map_or(0, |o| id_hash(&o.order_id));
-        match self.index.entry(id_hash(id), same, rehash) {
-            Entry::Occupied(mut e) => *e.get_mut() = slot,
-            Entry::Vacant(e) => {
-                e.insert(slot);
-            }
-        }
+        self.index.set(id_hash(id), slot, |s| orders.get(s).is_some_and(|o| o.order_id == id));
         slot
     }
 
@@ -253,25 +246,19 @@ impl<'p> World<'p> {
     fn index_tracking(&mut self, slot: u32) {
         let orders = &self.orders;
         let Some(number) = orders.get(slot).and_then(|o| o.tracking_number.as_deref()) else { return };
-        let same = |&s: &u32| orders.get(s).is_some_and(|o| o.tracking_number.as_deref() == Some(number));
-        let rehash = |&s: &u32| orders.get(s).and_then(|o| o.tracking_number.as_deref()).map_or(0, id_hash);
-        match self.tracking.entry(id_hash(number), same, rehash) {
-            Entry::Occupied(mut e) => *e.get_mut() = slot,
-            Entry::Vacant(e) => {
-                e.insert(slot);
-            }
-        }
+        let same = |s: u32| orders.get(s).is_some_and(|o| o.tracking_number.as_deref() == Some(number));
+        self.tracking.set(id_hash(number), slot, same);
     }
 
     fn find_order(&self, id: &str) -> Option<u32> {
         let orders = &self.orders;
-        self.index.find(id_hash(id), |&s| orders.get(s).is_some_and(|o| o.order_id == id)).copied()
+        self.index.find(id_hash(id), |s| orders.get(s).is_some_and(|o| o.order_id == id))
     }
 
     fn find_tracking(&self, number: &str) -> Option<u32> {
         let orders = &self.orders;
-        let same = |&s: &u32| orders.get(s).is_some_and(|o| o.tracking_number.as_deref() == Some(number));
-        self.tracking.find(id_hash(number), same).copied()
+        let same = |s: u32| orders.get(s).is_some_and(|o| o.tracking_number.as_deref() == Some(number));
+        self.tracking.find(id_hash(number), same)
     }
 
     /// Let a closed order leave memory, once its final state is stored (the daemon): its id
@@ -284,13 +271,9 @@ impl<'p> World<'p> {
             return false;
         }
         let tracking = state.tracking_number.clone();
-        if let Ok(e) = self.index.find_entry(id_hash(id), |&s| s == slot) {
-            e.remove();
-        }
+        self.index.remove(id_hash(id), slot);
         if let Some(number) = &tracking {
-            if let Ok(e) = self.tracking.find_entry(id_hash(number), |&s| s == slot) {
-                e.remove();
-            }
+            self.tracking.remove(id_hash(number), slot);
         }
         self.orders.remove(slot);
         self.remember_closed(id, tracking.as_deref());
@@ -364,7 +347,7 @@ impl<'p> World<'p> {
         }
         // One probe of the (large, cache-cold) set: mark first, unmark if it is refused,
         // so a corrected event with the same id can still come.
-        if (!self.seen_old.is_empty() && self.seen_old.contains(&key)) || !self.seen.insert(key) {
+        if (!self.seen_old.is_empty() && self.seen_old.contains(key)) || !self.seen.insert(key) {
             if self.trace.is_on() {
                 let order = self.order_named_by(&event).map(|o| (o.order_id.clone(), self.tz_of(o)));
                 self.trace.record(|| event_step(&event, order, now, EventOutcome::Duplicate));
@@ -380,9 +363,36 @@ impl<'p> World<'p> {
                 Ok((outcome, fx))
             }
             Err(rejection) => {
-                self.seen.remove(&key);
+                self.seen.remove(key);
                 Err(rejection)
             }
+        }
+    }
+
+    /// Ask the memory, ahead of time, for the places `ingest_keyed(event, key, …)` will
+    /// look at first: the event key's place in the seen set and its order's (or parcel's)
+    /// place in the index. Changes nothing; a caller holding the next events calls this a
+    /// few events early, then `prefetch_order`, so that the look-ups find their lines in
+    /// the cache instead of waiting on them one after the other.
+    pub fn prefetch_places(&self, event: &Event, key: u128) {
+        self.seen.prefetch(key);
+        match event.fact.route() {
+            Route::Order(id) => self.index.prefetch(id_hash(id)),
+            Route::Tracking(n) => self.tracking.prefetch(id_hash(n)),
+            Route::Broadcast => {}
+        }
+    }
+
+    /// Ask the memory for the order the event most likely touches (after
+    /// `prefetch_places`, whose line this reads). Changes nothing.
+    pub fn prefetch_order(&self, event: &Event) {
+        let slot = match event.fact.route() {
+            Route::Order(id) => self.index.likely(id_hash(id)),
+            Route::Tracking(n) => self.tracking.likely(id_hash(n)),
+            Route::Broadcast => None,
+        };
+        if let Some(order) = slot.and_then(|s| self.orders.get(s)) {
+            prefetch_all(order);
         }
     }
 
