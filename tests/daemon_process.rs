@@ -6,8 +6,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod support;
+
 use belofte::kafka::mock::EmbeddedBroker;
 use belofte::kafka::KafkaConfig;
+use support::process_config;
 use testkit::smtp::{SmtpScript, SmtpServer};
 use testkit::twilio::TwilioDouble;
 
@@ -64,55 +67,8 @@ async fn sigkill_mid_stream_then_restart_delivers_every_message_once() {
     let (smtp_addr, smtp) = SmtpServer::start(SmtpScript::accept_all()).await;
     let (twilio_url, twilio) = TwilioDouble::start([]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"), config.join("default.toml")).expect("default.toml");
-    // What an operator puts in local.toml: this machine's peers, and a policy that speaks at
-    // once at any hour (the test runs on the wall clock).
-    std::fs::write(
-        config.join("local.toml"),
-        format!(
-            r#"
-[policy]
-coalesce_seconds = 0
-quiet_from = "00:00"
-quiet_until = "00:00"
-[database]
-url = "sqlite://{db}"
-[kafka]
-brokers = "{brokers}"
-group_id = "sigkill"
-[kafka.properties]
-"fetch.wait.max.ms" = "10"
-"session.timeout.ms" = "6000"
-[email]
-backend = "smtp"
-[email.smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-[sms]
-backend = "twilio"
-[sms.twilio]
-base_url = "{twilio_url}"
-account_sid = "ACtest"
-auth_token = "secret"
-from = "Pip"
-timeout_secs = 2
-[http]
-listen = "127.0.0.1:0"
-[dispatch]
-poll_ms = 20
-backoff_base_ms = 20
-backoff_cap_ms = 200
-unknown_recheck_secs = 0
-"#,
-            db = dir.path().join("belofte.db").display(),
-            brokers = broker.bootstrap(),
-            smtp_port = smtp_addr.port(),
-        ),
-    )
-    .expect("local.toml");
+    let db = format!("sqlite://{}", dir.path().join("belofte.db").display());
+    let config = process_config(dir.path(), &broker.bootstrap(), &db, "sigkill", smtp_addr.port(), &twilio_url);
 
     let orders: Vec<String> = (0..20).map(|i| format!("K-{i:03}")).collect();
     let publish = |ids: &[String]| {

@@ -15,7 +15,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use belofte::store::Store;
 use belofte_core::domain::Instant;
 use serde_json::Value;
 use support::week::{assert_delivered_as_simulated, rfc, settled, week, Applied};
-use support::{peers, read_by_customer, route, settings_now, simulated_with, Peers};
+use support::{peers, process_config, read_by_customer, route, settings_now, simulated_with};
 use testkit::smtp::SmtpScript;
 
 const PARTITIONS: i32 = 6;
@@ -43,69 +43,6 @@ enum Act {
     KillAndRestart(&'static str),
     /// SIGTERM: a clean stop, the group scaled down.
     Stop(&'static str),
-}
-
-/// The operator's configuration of every instance: `local.toml` beside the shipped
-/// `default.toml`, with this machine's broker, database and providers, and a policy that
-/// speaks at once at any hour (the wall clock runs the test).
-fn config_dir(root: &Path, broker: &str, database_url: &str, peers: &Peers) -> PathBuf {
-    let config = root.join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    std::fs::copy(support::root().join("config/default.toml"), config.join("default.toml")).expect("default.toml");
-    let policy = settings_now().policy;
-    std::fs::write(
-        config.join("local.toml"),
-        format!(
-            r#"
-[policy]
-coalesce_seconds = {coalesce}
-quiet_from = "{quiet}"
-quiet_until = "{quiet}"
-max_notices_per_day = {cap}
-[database]
-url = "{database_url}"
-[kafka]
-brokers = "{broker}"
-group_id = "fleet"
-[kafka.properties]
-"fetch.wait.max.ms" = "10"
-"session.timeout.ms" = "6000"
-# An action being published by an instance that is killed is held for its lease: this
-# (300 s by librdkafka's default) plus 30 s for room in the local queue.
-"message.timeout.ms" = "5000"
-[email]
-backend = "smtp"
-[email.smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-timeout_secs = 2
-[sms]
-backend = "twilio"
-[sms.twilio]
-base_url = "{twilio_url}"
-account_sid = "ACtest"
-auth_token = "secret"
-from = "Belofte"
-timeout_secs = 1
-[http]
-listen = "127.0.0.1:0"
-[dispatch]
-poll_ms = 20
-backoff_base_ms = 20
-backoff_cap_ms = 200
-unknown_recheck_secs = 0
-lease_margin_secs = 1
-"#,
-            coalesce = policy.coalesce_seconds,
-            quiet = policy.quiet_until.format("%H:%M"),
-            cap = policy.max_notices_per_day,
-            smtp_port = peers.smtp_port,
-            twilio_url = peers.twilio_url,
-        ),
-    )
-    .expect("local.toml");
-    config
 }
 
 /// The instances of one test, each a `belofte run` process logging to its own file.
@@ -227,7 +164,7 @@ async fn run_week(database_url: &str, plan: &[(usize, Act)]) {
     let broker = support::broker(PARTITIONS);
     let peers = peers(SmtpScript::accept_all(), vec![]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_dir(dir.path(), &broker.bootstrap(), database_url, &peers);
+    let config = process_config(dir.path(), &broker.bootstrap(), database_url, "fleet", peers.smtp_port, &peers.twilio_url);
     let mut fleet = Fleet::new(config, dir.path().join("logs"));
     // The first instance creates the schema; the test reads it only once it exists.
     fleet.start("a");

@@ -6,7 +6,7 @@
 
 pub mod week;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use belofte::channels::{SmtpConfig, Tls, TwilioConfig};
@@ -204,6 +204,68 @@ pub fn order_now(id: &str, name: &str, channels: &[&str], phone: &str) -> Vec<St
             t(chrono::Duration::days(6))
         ),
     ]
+}
+
+/// The configuration folder of a `belofte run` process, as an operator writes it:
+/// `local.toml` beside the shipped `default.toml`, with this machine's broker, database,
+/// consumer group and providers, short polls, backoffs and leases, and the policy of
+/// `settings_now` (it speaks at once at any hour: the wall clock runs these tests).
+pub fn process_config(dir: &Path, broker: &str, database_url: &str, group: &str, smtp_port: u16, twilio_url: &str) -> PathBuf {
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    std::fs::copy(root().join("config/default.toml"), config.join("default.toml")).expect("default.toml");
+    let policy = settings_now().policy;
+    std::fs::write(
+        config.join("local.toml"),
+        format!(
+            r#"
+[policy]
+coalesce_seconds = {coalesce}
+quiet_from = "{quiet}"
+quiet_until = "{quiet}"
+max_notices_per_day = {cap}
+[database]
+url = "{database_url}"
+[kafka]
+brokers = "{broker}"
+group_id = "{group}"
+[kafka.properties]
+"fetch.wait.max.ms" = "10"
+"session.timeout.ms" = "6000"
+# An action being published by an instance that is killed is held for its lease: this
+# (300 s by librdkafka's default) plus 30 s for room in the local queue.
+"message.timeout.ms" = "5000"
+[email]
+backend = "smtp"
+[email.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+timeout_secs = 2
+[sms]
+backend = "twilio"
+[sms.twilio]
+base_url = "{twilio_url}"
+account_sid = "ACtest"
+auth_token = "secret"
+from = "Belofte"
+timeout_secs = 1
+[http]
+listen = "127.0.0.1:0"
+[dispatch]
+poll_ms = 20
+backoff_base_ms = 20
+backoff_cap_ms = 200
+unknown_recheck_secs = 0
+lease_margin_secs = 1
+"#,
+            coalesce = policy.coalesce_seconds,
+            quiet = policy.quiet_until.format("%H:%M"),
+            cap = policy.max_notices_per_day,
+        ),
+    )
+    .expect("local.toml");
+    config
 }
 
 /// Wall-clock settings for tests that run "now": no coalescing wait, no quiet hours, no
