@@ -23,6 +23,8 @@ on_both_backends!(
     a_late_settle_by_the_claimer_that_lost_its_lease_changes_nothing,
     a_kept_carrier_event_becomes_due_when_its_parcel_ships,
     a_presumed_dead_owner_cannot_overwrite_the_new_owners_state,
+    a_database_from_before_seen_batches_keeps_its_seen_ids,
+    the_sweep_drops_whole_batches_of_seen_ids_after_the_horizon,
 );
 
 fn message(n: usize, channel: &str) -> NewMessage {
@@ -264,4 +266,69 @@ async fn a_late_settle_by_the_claimer_that_lost_its_lease_changes_nothing(db: &D
     let attempts = store.attempts(row.id).await.expect("attempts");
     assert_eq!(attempts, vec![("sent".to_string(), Some("SM1".to_string()))], "only the owner's attempt is recorded");
     assert_eq!(store.suppressed("sms", "k0@example.nl").await.expect("suppressions"), None, "the stale failure suppressed nobody");
+}
+
+/// The migrations of `db`'s backend up to (not including) the one that made `seen_batches`,
+/// as a database written by an earlier release has them.
+async fn migrate_as_before_seen_batches(db: &Db) {
+    let dir = if db.url.starts_with("postgres") { "migrations/postgres" } else { "migrations/sqlite" };
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).await.expect("migrations");
+    let first_new = migrator.migrations.iter().find(|m| m.description == "seen batches").expect("the seen_batches migration").version;
+    migrator.migrations = migrator.migrations.iter().filter(|m| m.version < first_new).cloned().collect::<Vec<_>>().into();
+    let one = |key: u128| key.to_be_bytes().to_vec();
+    if db.url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        migrator.run(&pool).await.expect("the earlier migrations");
+        for (part, key, at) in [(0, 5u128, "2026-11-20T10:00:00Z"), (0, u128::MAX, "2026-11-30T10:00:00Z"), (3, 9, "2026-11-30T10:00:00Z")] {
+            sqlx::query("INSERT INTO seen_events (event_key, seen_at, part) VALUES ($1, $2::timestamptz, $3)").bind(one(key)).bind(at).bind(part).execute(&pool).await.expect("an old row");
+        }
+        pool.close().await;
+    } else {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db.url.trim_start_matches("sqlite://")).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("connect");
+        migrator.run(&pool).await.expect("the earlier migrations");
+        for (part, key, at) in [(0, 5u128, "2026-11-20T10:00:00.000000Z"), (0, u128::MAX, "2026-11-30T10:00:00.000000Z"), (3, 9, "2026-11-30T10:00:00.000000Z")] {
+            sqlx::query("INSERT INTO seen_events (event_key, seen_at, part) VALUES (?1, ?2, ?3)").bind(one(key)).bind(at).bind(part).execute(&pool).await.expect("an old row");
+        }
+        pool.close().await;
+    }
+}
+
+/// An upgrade keeps every id an earlier release stored one row each: a replay after it is
+/// still dropped, and each old id leaves at its own time.
+async fn a_database_from_before_seen_batches_keeps_its_seen_ids(db: &Db) {
+    migrate_as_before_seen_batches(db).await;
+    let store = db.open().await;
+    let mut batch = Batch::default();
+    batch.seen = vec![(0, 6), (3, 10)];
+    store.commit(&batch, Utc::now()).await.expect("a batch after the upgrade");
+    let snapshots = store.load_parts(&[0, 3]).await.expect("load");
+    let sorted = |mut v: Vec<u128>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(snapshots[&0].seen.clone()), vec![5, 6, u128::MAX], "the old ids of partition 0 and the new one");
+    assert_eq!(sorted(snapshots[&3].seen.clone()), vec![9, 10]);
+    let horizon = chrono::DateTime::parse_from_rfc3339("2026-11-25T00:00:00Z").expect("time").with_timezone(&Utc);
+    let swept = store.sweep(&[0, 3], horizon - chrono::Duration::days(365), horizon).await.expect("sweep");
+    assert_eq!(swept.seen, 1, "only the id seen before the horizon");
+    assert_eq!(sorted(store.load_parts(&[0]).await.expect("load")[&0].seen.clone()), vec![6, u128::MAX]);
+}
+
+/// A batch's ids of one partition are one row; the sweep counts the ids it deleted, and
+/// leaves other partitions' and newer batches alone.
+async fn the_sweep_drops_whole_batches_of_seen_ids_after_the_horizon(db: &Db) {
+    let store = db.open().await;
+    let then = Utc::now() - chrono::Duration::days(10);
+    let mut old = Batch::default();
+    old.seen = (0..300u128).map(|k| (1, k)).chain((1000..1005u128).map(|k| (2, k))).collect();
+    store.commit(&old, then).await.expect("an old batch");
+    let mut new = Batch::default();
+    new.seen = vec![(1, 5000), (1, 5001)];
+    store.commit(&new, Utc::now()).await.expect("a new batch");
+    let swept = store.sweep(&[1], then - chrono::Duration::days(365), Utc::now() - chrono::Duration::days(1)).await.expect("sweep");
+    assert_eq!(swept.seen, 300, "partition 1's old batch, id by id");
+    let loaded = store.load_parts(&[1, 2]).await.expect("load");
+    assert_eq!(loaded[&1].seen, vec![5000, 5001]);
+    assert_eq!(loaded[&2].seen.len(), 5, "partition 2 is not ours to sweep here");
 }

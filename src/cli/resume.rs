@@ -4,7 +4,7 @@
 //!
 //! The daemon is a real child process on a SQLite file, against the embedded broker in the
 //! bench's process. An order placed after the restart counts as served once its event is in
-//! the database (its `seen_events` row is written in the batch's transaction). Until then
+//! the database (its state, seen id and offset are written in one transaction). Until then
 //! the group holds the killed member's partitions: a broker that honours static membership
 //! (KIP-345) hands them to the restarted member at once; otherwise they wait for the
 //! session timeout.
@@ -17,7 +17,6 @@ use anyhow::{bail, Context, Result};
 use belofte::kafka::mock::EmbeddedBroker;
 use belofte::kafka::KafkaConfig;
 use belofte::settings;
-use belofte_core::world::event_key;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -97,8 +96,8 @@ impl Broker {
         }
     }
 
-    /// An order placed now, keyed by its id; returns the event's key in `seen_events`.
-    fn place(&self, id: &str) -> Result<Vec<u8>> {
+    /// An order placed now, keyed by its id; returns the id.
+    fn place(&self, id: &str) -> Result<String> {
         let now = chrono::Utc::now().to_rfc3339();
         let deliver_by = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
         let event = format!(
@@ -113,7 +112,7 @@ impl Broker {
                 producer.flush(Duration::from_secs(10)).context("the order acknowledged")?;
             }
         }
-        Ok(event_key("/webshop", id).to_be_bytes().to_vec())
+        Ok(id.to_string())
     }
 }
 
@@ -175,7 +174,7 @@ async fn open_when_created(url: &str, child: &mut Daemon) -> Result<sqlx::Sqlite
     loop {
         child.check_alive()?;
         if let Ok(pool) = sqlx::SqlitePool::connect(url).await {
-            if sqlx::query("SELECT count(*) FROM seen_events").fetch_one(&pool).await.is_ok() {
+            if sqlx::query("SELECT count(*) FROM orders").fetch_one(&pool).await.is_ok() {
                 return Ok(pool);
             }
             pool.close().await;
@@ -187,12 +186,12 @@ async fn open_when_created(url: &str, child: &mut Daemon) -> Result<sqlx::Sqlite
     }
 }
 
-/// Until the event of `key` is in the database.
-async fn served(pool: &sqlx::SqlitePool, key: Vec<u8>, child: &mut Daemon) -> Result<()> {
+/// Until the order is in the database (its state, seen id and offset commit together).
+async fn served(pool: &sqlx::SqlitePool, order_id: String, child: &mut Daemon) -> Result<()> {
     let start = Wall::now();
     loop {
         child.check_alive()?;
-        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM seen_events WHERE event_key = ?1").bind(&key).fetch_one(pool).await.unwrap_or(0);
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE order_id = ?1").bind(&order_id).fetch_one(pool).await.unwrap_or(0);
         if seen > 0 {
             return Ok(());
         }

@@ -382,6 +382,9 @@ impl DaemonConfig {
 
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.email.verp()?;
+        if self.kafka.max_batch_events == 0 {
+            return Err(("kafka.max_batch_events", "must be at least 1 (records per transaction)".into()));
+        }
         self.console.validate()?;
         if let Some(topic) = self.kafka.order_keyed_topics.iter().find(|t| !self.kafka.topics.contains(t)) {
             return Err((

@@ -31,9 +31,6 @@ use super::route::{route, Target, Topology};
 use super::retention::Sweeper;
 use super::{DaemonError, Shared};
 
-/// Records taken per transaction at most: group commit without unbounded latency.
-const MAX_BATCH: usize = 512;
-
 /// How often carrier events kept for an unknown tracking number are looked at again: the
 /// order may have shipped on another instance, or their time may be up.
 const UNROUTED_EVERY: Duration = Duration::from_secs(2);
@@ -93,7 +90,7 @@ pub async fn run(
                     note_rebalances(&ingest, &mut records, &mut changes);
                     records.push(r);
                     // Whatever else is already waiting joins this transaction.
-                    while records.len() < MAX_BATCH {
+                    while records.len() < topology.kafka.max_batch_events {
                         tokio::select! {
                             biased;
                             r = ingest.recv() => match r {

@@ -47,6 +47,10 @@ pub struct KafkaConfig {
     /// have one partition count (checked at start-up, [`topology`]): an order's events then
     /// land on the same partition number everywhere, and one instance owns them all.
     pub order_keyed_topics: Vec<String>,
+    /// Records taken into one transaction at most: whatever the consumer already holds joins
+    /// the batch, up to this. A backlog is worked off in large batches (each order, each
+    /// page written once per batch); a steady trickle still commits a few at a time.
+    pub max_batch_events: usize,
     /// Any librdkafka setting (`security.protocol`, `sasl.*`, …), applied after belofte's own,
     /// so an operator can override everything.
     pub properties: BTreeMap<String, String>,
@@ -67,6 +71,7 @@ impl Default for KafkaConfig {
             actions_topic: "belofte.actions".to_string(),
             by_order_topic: "belofte.by-order".to_string(),
             order_keyed_topics: vec!["orders".to_string(), "warehouse".to_string()],
+            max_batch_events: 8192,
             properties: BTreeMap::new(),
         }
     }

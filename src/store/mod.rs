@@ -20,6 +20,7 @@ mod partitions;
 mod wording;
 mod postgres;
 mod retention;
+mod seen;
 mod sqlite;
 mod trace;
 
@@ -176,6 +177,8 @@ struct EncodedOrder {
 /// A batch's documents as the backends write them: states and events as JSON.
 struct Encoded {
     orders: Vec<EncodedOrder>,
+    /// Per partition, the batch's seen ids (`seen::rows`).
+    seen: Vec<(i32, Vec<u8>)>,
     /// (event key, event JSON, expires at, partition)
     parked: Vec<(Vec<u8>, String, Instant, i32)>,
     /// (event key, tracking number, event JSON, expires at)
@@ -212,7 +215,7 @@ impl Encoded {
             unrouted.push((key.to_be_bytes().to_vec(), number.clone(), event_json("unrouted event", event)?, *expires));
         }
         let trace = trace::encode(&batch.trace);
-        Ok(Encoded { orders, parked, unrouted, trace })
+        Ok(Encoded { orders, seen: seen::rows(&batch.seen), parked, unrouted, trace })
     }
 }
 

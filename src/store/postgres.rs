@@ -74,17 +74,15 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        if !batch.seen.is_empty() {
-            let parts: Vec<i32> = batch.seen.iter().map(|(p, _)| *p).collect();
-            let keys: Vec<Vec<u8>> = batch.seen.iter().map(|(_, k)| k.to_be_bytes().to_vec()).collect();
-            sqlx::query(
-                "INSERT INTO seen_events (event_key, seen_at, part) SELECT k, $2, p FROM UNNEST($1::bytea[], $3::int[]) AS t(k, p) ON CONFLICT DO NOTHING",
-            )
-            .bind(keys)
-            .bind(now)
-            .bind(parts)
-            .execute(&mut *tx)
-            .await?;
+        if !encoded.seen.is_empty() {
+            let parts: Vec<i32> = encoded.seen.iter().map(|(p, _)| *p).collect();
+            let keys: Vec<&[u8]> = encoded.seen.iter().map(|(_, k)| k.as_slice()).collect();
+            sqlx::query("INSERT INTO seen_batches (part, seen_at, keys) SELECT p, $2, k FROM UNNEST($1::int[], $3::bytea[]) AS t(p, k)")
+                .bind(parts)
+                .bind(now)
+                .bind(keys)
+                .execute(&mut *tx)
+                .await?;
         }
         if !encoded.parked.is_empty() {
             let (keys, events, expires): (Vec<&[u8]>, Vec<&str>, Vec<Instant>) =

@@ -101,12 +101,11 @@ impl SqliteStore {
             );
             q.build().execute(&mut *tx).await?;
         }
-        for chunk in batch.seen.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO seen_events (event_key, seen_at, part) ");
-            q.push_values(chunk, |mut row, (part, key)| {
-                row.push_bind(key.to_be_bytes().to_vec()).push_bind(now_s.clone()).push_bind(*part);
+        for chunk in encoded.seen.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO seen_batches (part, seen_at, keys) ");
+            q.push_values(chunk, |mut row, (part, keys)| {
+                row.push_bind(*part).push_bind(now_s.clone()).push_bind(keys.as_slice());
             });
-            q.push(" ON CONFLICT DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
         for chunk in encoded.parked.chunks(ROWS_PER_STATEMENT) {

@@ -178,10 +178,11 @@ impl Applied {
         }
     }
 
-    /// Rows of `seen_events` in real partitions (a broadcast is seen in each), and carrier
-    /// events kept for a tracking number no order has shipped with yet.
+    /// Seen event ids stored for real partitions (a broadcast is seen in each; 16 bytes an
+    /// id in `seen_batches`), and carrier events kept for a tracking number no order has
+    /// shipped with yet.
     async fn count(&self) -> (i64, i64) {
-        const SEEN: &str = "SELECT count(*) FROM seen_events WHERE part >= 0";
+        const SEEN: &str = "SELECT CAST(coalesce(sum(length(keys)), 0) / 16 AS BIGINT) FROM seen_batches WHERE part >= 0";
         const KEPT: &str = "SELECT count(*) FROM unrouted";
         let one = |r: Result<i64, sqlx::Error>| r.unwrap_or(-1);
         match self {

@@ -7,7 +7,7 @@ use sqlx::Row;
 use belofte_core::domain::Instant;
 
 use super::super::postgres::PgStore;
-use super::super::{key_from_bytes, order_from_json, parked_from_json, Snapshot, StoreError};
+use super::super::{key_from_bytes, seen, order_from_json, parked_from_json, Snapshot, StoreError};
 use super::{unrouted_event, Unrouted};
 
 impl PgStore {
@@ -38,9 +38,9 @@ impl PgStore {
         for row in sqlx::query(closed).bind(parts).fetch_all(&self.pool).await? {
             snaps.entry(row.get(0)).or_default().closed.push((row.get(1), row.get(2)));
         }
-        for row in sqlx::query("SELECT part, event_key FROM seen_events WHERE part = ANY($1)").bind(parts).fetch_all(&self.pool).await? {
-            let key: Vec<u8> = row.get(1);
-            snaps.entry(row.get(0)).or_default().seen.push(key_from_bytes(&key)?);
+        for row in sqlx::query("SELECT part, keys FROM seen_batches WHERE part = ANY($1)").bind(parts).fetch_all(&self.pool).await? {
+            let keys: &[u8] = row.get(1);
+            snaps.entry(row.get(0)).or_default().seen.extend(seen::ids(keys)?);
         }
         for row in sqlx::query("SELECT part, event, expires_at FROM parked WHERE part = ANY($1)").bind(parts).fetch_all(&self.pool).await? {
             let json: String = row.get(1);

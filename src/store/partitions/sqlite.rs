@@ -7,7 +7,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use belofte_core::domain::Instant;
 
 use super::super::sqlite::{SqliteStore, ROWS_PER_STATEMENT};
-use super::super::{key_from_bytes, order_from_json, parked_from_json, parse_ts, ts, Snapshot, StoreError};
+use super::super::{key_from_bytes, seen, order_from_json, parked_from_json, parse_ts, ts, Snapshot, StoreError};
 use super::{unrouted_event, Unrouted};
 
 impl SqliteStore {
@@ -48,11 +48,11 @@ impl SqliteStore {
             let part: i32 = row.get(0);
             snaps.entry(part).or_default().closed.push((row.get(1), row.get(2)));
         }
-        let q = format!("SELECT part, event_key FROM seen_events WHERE part IN ({list})");
+        let q = format!("SELECT part, keys FROM seen_batches WHERE part IN ({list})");
         for row in sqlx::query(&q).fetch_all(&self.pool).await? {
             let part: i32 = row.get(0);
-            let key: Vec<u8> = row.get(1);
-            snaps.entry(part).or_default().seen.push(key_from_bytes(&key)?);
+            let keys: &[u8] = row.get(1);
+            snaps.entry(part).or_default().seen.extend(seen::ids(keys)?);
         }
         let q = format!("SELECT part, event, expires_at FROM parked WHERE part IN ({list})");
         for row in sqlx::query(&q).fetch_all(&self.pool).await? {

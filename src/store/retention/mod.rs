@@ -15,6 +15,10 @@ mod sqlite;
 /// Rows deleted per statement and transaction.
 pub(super) const CHUNK: i64 = 2_000;
 
+/// Seen-id rows deleted per transaction: each holds a batch's ids of one partition (up to
+/// `kafka.max_batch_events` of them, 16 bytes each).
+pub(super) const SEEN_CHUNK: i64 = 100;
+
 /// The outbox statuses that are finished: nothing will happen to such a row any more.
 pub(super) const FINISHED: &str = "('sent', 'failed', 'cancelled')";
 
@@ -47,9 +51,9 @@ impl Store {
             }
         }
         loop {
-            let seen = on_backend!(self, b => b.sweep_seen(parts, seen_before).await)?;
-            swept.seen += seen;
-            if (seen as i64) < CHUNK {
+            let (rows, ids) = on_backend!(self, b => b.sweep_seen(parts, seen_before).await)?;
+            swept.seen += ids;
+            if rows < SEEN_CHUNK {
                 break;
             }
         }

@@ -5,8 +5,8 @@ use sqlx::Row;
 use belofte_core::domain::Instant;
 
 use super::super::postgres::PgStore;
-use super::super::StoreError;
-use super::{CHUNK, FINISHED};
+use super::super::{seen, StoreError};
+use super::{CHUNK, FINISHED, SEEN_CHUNK};
 
 impl PgStore {
     /// One chunk of closed orders: (deleted orders, outbox rows deleted with them).
@@ -41,13 +41,14 @@ impl PgStore {
         Ok((orders, messages.rows_affected()))
     }
 
-    /// One chunk of seen ids older than the replay horizon.
-    pub(in crate::store) async fn sweep_seen(&self, parts: &[i32], before: Instant) -> Result<u64, StoreError> {
+    /// One chunk of seen-id rows older than the replay horizon: rows deleted, ids they held.
+    pub(in crate::store) async fn sweep_seen(&self, parts: &[i32], before: Instant) -> Result<(i64, u64), StoreError> {
         let q = format!(
-            "DELETE FROM seen_events WHERE (part, event_key) IN
-               (SELECT part, event_key FROM seen_events WHERE part = ANY($1) AND seen_at < $2 LIMIT {CHUNK})"
+            "DELETE FROM seen_batches WHERE id IN
+               (SELECT id FROM seen_batches WHERE part = ANY($1) AND seen_at < $2 LIMIT {SEEN_CHUNK})
+             RETURNING length(keys)::bigint"
         );
-        let done = sqlx::query(&q).bind(parts).bind(before).execute(&self.pool).await?;
-        Ok(done.rows_affected())
+        let lengths: Vec<i64> = sqlx::query_scalar(&q).bind(parts).bind(before).fetch_all(&self.pool).await?;
+        Ok((lengths.len() as i64, seen::count(lengths)))
     }
 }

@@ -5,8 +5,8 @@ use sqlx::Row;
 use belofte_core::domain::Instant;
 
 use super::super::sqlite::SqliteStore;
-use super::super::{ts, StoreError};
-use super::{CHUNK, FINISHED};
+use super::super::{seen, ts, StoreError};
+use super::{CHUNK, FINISHED, SEEN_CHUNK};
 
 fn in_list(parts: &[i32]) -> String {
     parts.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
@@ -49,16 +49,17 @@ impl SqliteStore {
         Ok((orders, messages.rows_affected()))
     }
 
-    /// One chunk of seen ids older than the replay horizon.
-    pub(in crate::store) async fn sweep_seen(&self, parts: &[i32], before: Instant) -> Result<u64, StoreError> {
+    /// One chunk of seen-id rows older than the replay horizon: rows deleted, ids they held.
+    pub(in crate::store) async fn sweep_seen(&self, parts: &[i32], before: Instant) -> Result<(i64, u64), StoreError> {
         let list = in_list(parts);
         let mut tx = self.write_tx().await?;
         let q = format!(
-            "DELETE FROM seen_events WHERE (part, event_key) IN
-               (SELECT part, event_key FROM seen_events WHERE part IN ({list}) AND seen_at < ?1 LIMIT {CHUNK})"
+            "DELETE FROM seen_batches WHERE id IN
+               (SELECT id FROM seen_batches WHERE part IN ({list}) AND seen_at < ?1 LIMIT {SEEN_CHUNK})
+             RETURNING length(keys)"
         );
-        let done = sqlx::query(&q).bind(ts(before)).execute(&mut *tx).await?;
+        let lengths: Vec<i64> = sqlx::query_scalar(&q).bind(ts(before)).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok((lengths.len() as i64, seen::count(lengths)))
     }
 }
