@@ -417,6 +417,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_batch_of_no_records_is_refused_at_start_up() {
+        let mut cfg = DaemonConfig::default();
+        assert_eq!(cfg.kafka.max_batch_events, 8192);
+        cfg.kafka.max_batch_events = 0;
+        let (key, why) = cfg.validate().expect_err("zero records per transaction");
+        assert_eq!(key, "kafka.max_batch_events");
+        assert!(why.contains("at least 1"), "{why}");
+    }
+
+    #[test]
     fn verp_needs_a_secret_of_sixteen_bytes() {
         let mut cfg = DaemonConfig::default();
         assert!(cfg.validate().is_ok(), "VERP and the public listener are off by default");
