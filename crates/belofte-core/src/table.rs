@@ -40,6 +40,35 @@ fn may_fill(hole: usize, i: usize, home: usize, mask: usize) -> bool {
     (i.wrapping_sub(home) & mask) >= (i.wrapping_sub(hole) & mask)
 }
 
+/// The place a key of the seen set starts its probe at: its low bits.
+fn key_home(key: u128, mask: usize) -> usize {
+    key as u64 as usize & mask
+}
+
+/// The place an index entry starts its probe at: its tag's low bits.
+fn tag_home(tag: u32, mask: usize) -> usize {
+    tag as usize & mask
+}
+
+/// Backward-shift removal from a table of a power-of-two size, the entry at `hole` taken
+/// out: each later entry of its run that may (`may_fill`) moves back into the hole, whose
+/// place moves on to it. Returns the place left to empty.
+fn shift_back<T: Copy>(places: &mut [T], mut hole: usize, empty: impl Fn(T) -> bool, home: impl Fn(T) -> usize) -> usize {
+    let mask = places.len().wrapping_sub(1);
+    let mut i = hole;
+    loop {
+        i = (i + 1) & mask;
+        let next = places[i];
+        if empty(next) {
+            return hole;
+        }
+        if may_fill(hole, i, home(next), mask) {
+            places[hole] = next;
+            hole = i;
+        }
+    }
+}
+
 /// A set of 128-bit event keys. The keys are MurmurHash3 output already, so their low bits
 /// pick the place; 0 marks an empty place and the key 0 itself is kept aside.
 #[derive(Default)]
@@ -59,7 +88,7 @@ impl KeySet {
     }
 
     fn home(&self, key: u128) -> usize {
-        key as u64 as usize & self.mask()
+        key_home(key, self.mask())
     }
 
     /// The place holding `key`, or the empty one where it would go.
@@ -104,23 +133,12 @@ impl KeySet {
         if self.places.is_empty() {
             return false;
         }
-        let mut hole = self.probe(key);
+        let hole = self.probe(key);
         if self.places[hole] != key {
             return false;
         }
         let mask = self.mask();
-        let mut i = hole;
-        loop {
-            i = (i + 1) & mask;
-            let next = self.places[i];
-            if next == 0 {
-                break;
-            }
-            if may_fill(hole, i, self.home(next), mask) {
-                self.places[hole] = next;
-                hole = i;
-            }
-        }
+        let hole = shift_back(&mut self.places, hole, |k| k == 0, |k| key_home(k, mask));
         self.places[hole] = 0;
         self.len -= 1;
         true
@@ -172,7 +190,7 @@ impl SlotIndex {
     }
 
     fn home(&self, tag: u32) -> usize {
-        tag as usize & self.mask()
+        tag_home(tag, self.mask())
     }
 
     /// The place holding the slot `same` accepts, or the empty one ending the search.
@@ -225,23 +243,12 @@ impl SlotIndex {
         if self.places.is_empty() {
             return false;
         }
-        let mut hole = self.probe(tag_of(hash), |s| s == slot);
+        let hole = self.probe(tag_of(hash), |s| s == slot);
         if self.places[hole].slot == EMPTY {
             return false;
         }
         let mask = self.mask();
-        let mut i = hole;
-        loop {
-            i = (i + 1) & mask;
-            let next = self.places[i];
-            if next.slot == EMPTY {
-                break;
-            }
-            if may_fill(hole, i, self.home(next.tag), mask) {
-                self.places[hole] = next;
-                hole = i;
-            }
-        }
+        let hole = shift_back(&mut self.places, hole, |p| p.slot == EMPTY, |p| tag_home(p.tag, mask));
         self.places[hole] = VACANT;
         self.len -= 1;
         true
