@@ -191,8 +191,8 @@ async fn served(pool: &sqlx::SqlitePool, order_id: String, child: &mut Daemon) -
     let start = Wall::now();
     loop {
         child.check_alive()?;
-        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE order_id = ?1").bind(&order_id).fetch_one(pool).await.unwrap_or(0);
-        if seen > 0 {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE order_id = ?1").bind(&order_id).fetch_one(pool).await.unwrap_or(0);
+        if stored > 0 {
             return Ok(());
         }
         if start.elapsed() > GIVE_UP {
