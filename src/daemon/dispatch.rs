@@ -45,6 +45,14 @@ impl Pauses {
     }
 }
 
+/// One attempt that ended: the row, how it is to be recorded, and the pause (until, why)
+/// that refused credentials ask for.
+struct Ended {
+    row: Claimed,
+    settle: Settle,
+    pause: Option<(Instant, String)>,
+}
+
 pub struct Dispatcher {
     pub shared: Arc<Shared>,
     pub store: Arc<Store>,
@@ -113,15 +121,20 @@ impl Dispatcher {
         }
     }
 
-    fn pause(&self, channel: Channel, why: &str) -> Instant {
-        let until = self.shared.clock.now() + chrono::Duration::seconds(self.cfg.auth_pause_secs as i64);
+    /// The end of a pause that starts now.
+    fn pause_end(&self) -> Instant {
+        self.shared.clock.now() + chrono::Duration::seconds(self.cfg.auth_pause_secs as i64)
+    }
+
+    /// Pause `channel` until `until`. Called only once the attempt that was refused is
+    /// settled, so that a paused channel never shows a row still `sending`.
+    fn pause(&self, channel: Channel, until: Instant, why: &str) {
         let mut p = self.paused.0.lock().unwrap_or_else(|e| e.into_inner());
         if p.insert(channel, (until, why.to_string())).is_none() {
             // An operator must act (rotate credentials): this is the alert.
             tracing::error!(%channel, reason = why, pause_secs = self.cfg.auth_pause_secs, "ALERT: credentials refused; channel paused, messages stay queued");
         }
         self.shared.metrics.set("belofte_channel_paused", &[("channel", channel.as_str())], 1.0);
-        until
     }
 
     /// `base · 2^attempts`, capped, times a jitter in [0.5, 1).
@@ -141,7 +154,7 @@ impl Dispatcher {
     /// settled) before it returns.
     pub async fn run(self: Arc<Self>, channel: Channel, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let poll = self.shared.clock.real(Duration::from_millis(self.cfg.poll_ms)).max(Duration::from_millis(5));
-        let mut in_flight: JoinSet<(Claimed, Settle)> = JoinSet::new();
+        let mut in_flight: JoinSet<Ended> = JoinSet::new();
         loop {
             let stopping = *shutdown.borrow();
             let paused = self.paused_until(channel);
@@ -189,12 +202,19 @@ impl Dispatcher {
             while let Some(more) = in_flight.try_join_next() {
                 ended.push(more);
             }
-            let ended: Vec<(Claimed, Settle)> = ended
+            let ended: Vec<Ended> = ended
                 .into_iter()
                 .filter_map(|r| r.map_err(|e| tracing::error!(%channel, error = %e, "a send task failed")).ok())
                 .collect();
-            let pairs: Vec<(&Claimed, &Settle)> = ended.iter().map(|(row, settle)| (row, settle)).collect();
-            let stale = match self.store.settle_many(&pairs, self.shared.clock.now()).await {
+            let pairs: Vec<(&Claimed, &Settle)> = ended.iter().map(|e| (&e.row, &e.settle)).collect();
+            let settled = self.store.settle_many(&pairs, self.shared.clock.now()).await;
+            // Refused credentials pause the channel whether or not the settle committed;
+            // after it, so the console never shows the channel paused beside a row still
+            // `sending` that is about to go back to the queue.
+            for (until, why) in ended.iter().filter_map(|e| e.pause.as_ref()) {
+                self.pause(channel, *until, why);
+            }
+            let stale = match settled {
                 Ok(stale) => stale,
                 Err(e) => {
                     // The rows stay `sending`; when their leases run out they are claimed
@@ -203,14 +223,14 @@ impl Dispatcher {
                     continue;
                 }
             };
-            for (row, settle) in ended.iter().filter(|(row, _)| stale.contains(&row.id)) {
+            for Ended { row, settle, .. } in ended.iter().filter(|e| stale.contains(&e.row.id)) {
                 // Our lease ran out before the attempt ended (a stalled process or database)
                 // and another claim took the row over: its result stands, not this one.
                 tracing::warn!(%channel, key = %row.notification_key, outcome = ?settle, "attempt ended after its lease was taken over; its result is not recorded");
             }
             if channel != Channel::Event {
                 // Only once the failure is committed: the fallback reads it back.
-                for (row, settle) in ended.iter().filter(|(row, _)| !stale.contains(&row.id)) {
+                for Ended { row, settle, .. } in ended.iter().filter(|e| !stale.contains(&e.row.id)) {
                     if matches!(settle, Settle::Failed { .. }) {
                         if let Err(e) = fallback::after_failure(&self.feedback, &row.notification_key).await {
                             tracing::error!(%channel, key = %row.notification_key, error = %e, "cannot decide the fallback of a failed message");
@@ -223,7 +243,7 @@ impl Dispatcher {
     }
 
     /// Start sending claimed rows; a suppressed recipient is settled as failed without a send.
-    async fn start(self: &Arc<Self>, channel: Channel, rows: Vec<Claimed>, in_flight: &mut JoinSet<(Claimed, Settle)>) {
+    async fn start(self: &Arc<Self>, channel: Channel, rows: Vec<Claimed>, in_flight: &mut JoinSet<Ended>) {
         if rows.is_empty() {
             return;
         }
@@ -240,8 +260,8 @@ impl Dispatcher {
             let me = Arc::clone(self);
             let refused = row.recipient.as_ref().and_then(|r| suppressed.get(r)).cloned();
             in_flight.spawn(async move {
-                let settle = me.deliver(channel, &row, refused).await;
-                (row, settle)
+                let (settle, pause) = me.deliver(channel, &row, refused).await;
+                Ended { row, settle, pause }
             });
         }
     }
@@ -264,8 +284,9 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt at one row, and how it is to be recorded.
-    async fn deliver(&self, channel: Channel, row: &Claimed, suppressed: Option<String>) -> Settle {
+    /// One attempt at one row, how it is to be recorded, and — when the provider refused
+    /// our credentials — until when and why the channel is to pause.
+    async fn deliver(&self, channel: Channel, row: &Claimed, suppressed: Option<String>) -> (Settle, Option<(Instant, String)>) {
         let started = std::time::Instant::now();
         let (outcome, label) = match suppressed {
             Some(reason) => {
@@ -274,6 +295,7 @@ impl Dispatcher {
             None => self.attempt(channel, row).await,
         };
         let now = self.shared.clock.now();
+        let mut pause = None;
         let settle = match outcome {
             Attempt::Done(s) => s,
             Attempt::Provider(o) => match o {
@@ -286,7 +308,8 @@ impl Dispatcher {
                     }
                 }
                 SendOutcome::Permanent { reason, pause: true, .. } => {
-                    let until = self.pause(channel, &reason);
+                    let until = self.pause_end();
+                    pause = Some((until, reason));
                     Settle::Release { at: until }
                 }
                 SendOutcome::Permanent { reason, suppress, .. } => Settle::Failed { error: reason, suppress },
@@ -294,7 +317,8 @@ impl Dispatcher {
                     Settle::Unknown { error, at: now + chrono::Duration::seconds(self.cfg.unknown_recheck_secs as i64) }
                 }
                 SendOutcome::AuthFailed(error) => {
-                    let until = self.pause(channel, &error);
+                    let until = self.pause_end();
+                    pause = Some((until, error));
                     Settle::Release { at: until }
                 }
             },
@@ -309,7 +333,7 @@ impl Dispatcher {
             }
             Settle::Release { .. } => {}
         }
-        settle
+        (settle, pause)
     }
 
     async fn attempt(&self, channel: Channel, row: &Claimed) -> (Attempt, &'static str) {
