@@ -28,6 +28,9 @@ const ZERO_AT_START: &[(&str, &[(&str, &str)])] = &[
     ("belofte_dead_letters_total", &[("why", "parked_too_long")]),
     ("belofte_render_failures_total", &[]),
     ("belofte_render_fallbacks_total", &[]),
+    ("belofte_render_failed_total", &[("channel", "email")]),
+    ("belofte_render_failed_total", &[("channel", "sms")]),
+    ("belofte_console_throttled_total", &[]),
     ("belofte_callbacks_total", &[("source", "twilio"), ("result", "forbidden")]),
     ("belofte_unreachable_total", &[]),
     ("belofte_retention_deleted_total", &[("what", "orders")]),
@@ -55,6 +58,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("belofte_dead_letters_total", "counter", "Events sent to the dead-letter topic, by why."),
     ("belofte_render_fallbacks_total", "counter", "Messages the compiled fast path left to Handlebars (a template it does not compile): the same words, slower."),
     ("belofte_render_failures_total", "counter", "Decided messages that could not be rendered (not enqueued; the log names order, kind and channel)."),
+    ("belofte_render_failed_total", "counter", "Queued messages whose words could not be rendered when claimed, by channel: kept as render_failed until the wording changes."),
     ("belofte_messages_enqueued_total", "counter", "Messages decided and committed to the outbox, by channel and kind."),
     ("belofte_sends_total", "counter", "Delivery attempts, by channel and result (sent, transient, permanent, unknown, auth_failed, suppressed)."),
     ("belofte_provider_status_total", "counter", "Provider reports that changed a message's status, by channel and status (Twilio's MessageStatus; bounced, delayed, delivered, complained for email)."),
@@ -72,6 +76,8 @@ const HELP: &[(&str, &str, &str)] = &[
     ("belofte_partitions_owned", "gauge", "Partitions of the by-order topic this instance owns (their orders are the ones in memory)."),
     ("belofte_parked_events", "gauge", "Events waiting for their order or tracking number."),
     ("belofte_channel_paused", "gauge", "1 while a channel is paused because its credentials were refused."),
+    ("belofte_console_throttled_total", "counter", "Client addresses refused by the console for a minute after too many wrong tokens."),
+    ("belofte_wording_version", "gauge", "The published wording version in use (0: the templates and brands shipped with the release)."),
     ("belofte_ready", "gauge", "1 when the broker, the database and the dispatcher are usable."),
     ("belofte_event_seconds", "histogram", "From receiving an event to its effects committed."),
     ("belofte_send_seconds", "histogram", "One delivery attempt, by channel."),
@@ -186,5 +192,48 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HELP;
+
+    /// The names the daemon's code records, found where it calls `metrics.inc("…"` and the
+    /// like in `src/`.
+    fn recorded_names() -> Vec<String> {
+        let mut names = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src is readable") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("source");
+                    for call in [".inc(\"", ".add(\"", ".set(\"", ".observe(\"", ".set_total(\""] {
+                        for (at, _) in text.match_indices(call) {
+                            let rest = &text[at + call.len()..];
+                            if let Some(name) = rest.strip_prefix("belofte_").and_then(|r| r.split('"').next()) {
+                                names.push(format!("belofte_{name}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// A metric missing from `HELP` is counted and never served: an alert on it would never
+    /// fire.
+    #[test]
+    fn every_metric_the_daemon_records_is_served() {
+        let names = recorded_names();
+        assert!(names.len() >= 20, "the search finds the daemon's metrics: {names:?}");
+        let missing: Vec<&String> = names.iter().filter(|n| !HELP.iter().any(|(h, _, _)| h == n)).collect();
+        assert!(missing.is_empty(), "recorded but not served on /metrics: {missing:?}");
     }
 }
