@@ -213,6 +213,45 @@ async fn scripts_need_the_token_and_people_a_login() {
     running.shutdown().await.expect("clean shutdown");
 }
 
+/// Someone at 127.0.0.2 guesses the token: after three wrong ones that address is refused
+/// for the rest of the minute — the right token too, by the API and by the login form —
+/// while ops at 127.0.0.1 go on working; the moment is counted for an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_guessing_the_token_is_refused_for_a_minute() {
+    let broker = support::broker(1);
+    let db = backends::Db::sqlite().await;
+    let peers = peers(SmtpScript::accept_all(), vec![]).await;
+    let mut cfg = config(&broker, &db.url, &peers, Some(TOKEN));
+    cfg.console.wrong_tokens_per_minute = 3;
+    let running = Running::start(settings_now(), templates(), cfg, Overrides::default()).await.expect("daemon starts");
+    let addr = running.http_addr;
+    let guesser = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    for guess in ["console-token-for-tests-0001", "console-token-for-tests-0002", "console-token-for-tests-0003"] {
+        let r = guesser.get(url(addr, "/api/outbox")).bearer_auth(guess).send().await.expect("answers");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a wrong token is a 401 while tries are left");
+    }
+    let right = guesser.get(url(addr, "/api/outbox")).bearer_auth(TOKEN).send().await.expect("answers");
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS, "refused, right token or not: guessing gains nothing");
+    let wait: u64 = right.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let form = guesser.post(url(addr, "/console/login")).form(&[("name", "Mallory"), ("token", TOKEN)]).send().await.expect("answers");
+    assert_eq!(form.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(form.headers().get("set-cookie").is_none(), "no session");
+    assert!(form.text().await.expect("html").contains("Too many wrong tokens"), "the form says why");
+
+    // Ops elsewhere are not affected.
+    assert!(api_get(addr, "/api/outbox").await["depth"].is_array());
+    let anna = log_in(addr, "Anna").await;
+    assert_eq!(anna.page(addr, "/console/outbox").await.0, StatusCode::OK);
+    let metrics = client().get(url(addr, "/metrics")).send().await.expect("answers").text().await.expect("text");
+    assert!(metrics.lines().any(|l| l.starts_with("belofte_console_throttled_total") && l.ends_with(" 1")), "{metrics}");
+    running.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_paused_by_refused_credentials_is_shown_with_why() {
     let broker = support::broker(1);

@@ -7,9 +7,14 @@
 //!
 //! Without a valid credential: `/api/…` → 401 JSON; a page → a redirect to the login form
 //! (GET) or 401 (anything else).
+//!
+//! An address that keeps giving wrong tokens is refused with 429 for a while (`throttle`).
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, Request, State};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -112,9 +117,40 @@ fn session(state: &super::State, headers: &HeaderMap) -> Option<Session> {
     Some(Session { who, csrf: state.keys.csrf_of(value) })
 }
 
+/// The address a request came from (`0.0.0.0` where the server was not told).
+fn client(req_extensions: &axum::http::Extensions) -> IpAddr {
+    req_extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// 429: this address has given too many wrong tokens; `Retry-After` says how long to wait.
+fn too_many(wait: Duration, html_page: Option<&str>) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut r = match html_page {
+        Some(next) => html::login(StatusCode::TOO_MANY_REQUESTS, Some(&format!("Too many wrong tokens from your address: try again in {secs} s.")), next, ""),
+        None => json_error(StatusCode::TOO_MANY_REQUESTS, &format!("too many wrong tokens from this address: try again in {secs} s")),
+    };
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// Count a wrong token of `addr`; the one that uses up its tries is an alert (someone is
+/// guessing, or a script runs with an old token).
+fn wrong_token(state: &super::State, addr: IpAddr) {
+    if state.throttle.note_wrong(addr, Instant::now()) {
+        state.shared.metrics.inc("belofte_console_throttled_total", &[]);
+        tracing::error!(%addr, "ALERT: too many wrong console tokens from one address; refused with 429 for a minute");
+    }
+}
+
 /// `/api/…`: a bearer token, nothing else.
 pub async fn bearer(State(state): State<super::State>, mut req: Request, next: Next) -> Response {
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let addr = client(req.extensions());
+    if given.is_some() {
+        if let Some(wait) = state.throttle.wait(addr, Instant::now()) {
+            return too_many(wait, None);
+        }
+    }
     match given {
         Some(token) if state.keys.token_matches(token.trim()) => {
             let name = req.headers().get("x-console-user").and_then(|v| v.to_str().ok()).map(str::trim).filter(|n| valid_name(n));
@@ -123,7 +159,8 @@ pub async fn bearer(State(state): State<super::State>, mut req: Request, next: N
             next.run(req).await
         }
         Some(_) => {
-            tracing::warn!(path = %req.uri().path(), "console API called with a wrong token (401)");
+            tracing::warn!(path = %req.uri().path(), %addr, "console API called with a wrong token (401)");
+            wrong_token(&state, addr);
             unauthorized_json()
         }
         None => unauthorized_json(),
@@ -204,18 +241,23 @@ pub async fn login_form(RawQuery(query): RawQuery) -> Response {
 
 /// `POST /console/login` (form: `name`, `token`, `next`). No session exists yet, so the
 /// request's origin is what is checked (a login forced by another site is refused).
-pub async fn login(State(state): State<super::State>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(State(state): State<super::State>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(refused) = csrf::check_origin(&headers) {
         return refused;
     }
     let pairs = form_pairs(&String::from_utf8_lossy(&body));
     let next = safe_next(field(&pairs, "next"));
+    let addr = peer.ip();
+    if let Some(wait) = state.throttle.wait(addr, Instant::now()) {
+        return too_many(wait, Some(next));
+    }
     let name = field(&pairs, "name").map(str::trim).unwrap_or("");
     if !valid_name(name) {
         return html::login(StatusCode::BAD_REQUEST, Some(&format!("Give your name (1 to {NAME_MAX} characters): it is recorded with what you do.")), next, name);
     }
     if !state.keys.token_matches(field(&pairs, "token").unwrap_or("").trim()) {
-        tracing::warn!(who = %name, "console login with a wrong token (401)");
+        tracing::warn!(who = %name, %addr, "console login with a wrong token (401)");
+        wrong_token(&state, addr);
         return html::login(StatusCode::UNAUTHORIZED, Some("That token is not the console's."), next, name);
     }
     let hours = i64::try_from(state.session_hours).unwrap_or(24).min(24 * 365);

@@ -22,6 +22,7 @@ pub mod orders;
 pub mod outbox;
 pub mod preview;
 pub mod templates;
+mod throttle;
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct Console {
     /// The channels the dispatcher has paused.
     pub pauses: Arc<Pauses>,
     pub keys: auth::Keys,
+    /// Wrong tokens per client address (`auth::bearer`, `auth::login`).
+    pub throttle: throttle::Throttle,
     pub session_hours: u64,
     /// How the order search reads a national phone number (`[console] phone_country_code`).
     pub phone_country_code: String,
@@ -55,7 +58,15 @@ impl Console {
     /// The console of `cfg`, or `None` when it is off (no token).
     pub fn new(cfg: &ConsoleConfig, shared: Arc<Shared>, store: Arc<Store>, pauses: Arc<Pauses>) -> Option<Console> {
         let token = cfg.enabled_token()?;
-        Some(Console { shared, store, pauses, keys: auth::Keys::new(token), session_hours: cfg.session_hours, phone_country_code: cfg.phone_country_code.clone() })
+        Some(Console {
+            shared,
+            store,
+            pauses,
+            keys: auth::Keys::new(token),
+            throttle: throttle::Throttle::new(cfg.wrong_tokens_per_minute),
+            session_hours: cfg.session_hours,
+            phone_country_code: cfg.phone_country_code.clone(),
+        })
     }
 }
 

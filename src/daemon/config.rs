@@ -250,6 +250,9 @@ pub struct ConsoleConfig {
     pub token: Option<String>,
     /// How long a login lasts.
     pub session_hours: u64,
+    /// Wrong tokens (API or login form) one client address may give in a minute before it
+    /// is refused with 429 for the rest of that minute; 0 never refuses.
+    pub wrong_tokens_per_minute: u32,
     /// How often every instance looks for published wording.
     pub poll_secs: u64,
     /// The country code a national number typed into the order search is read with
@@ -263,7 +266,7 @@ pub const CONSOLE_TOKEN_MIN: usize = 16;
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { token: None, session_hours: 8, poll_secs: 2, phone_country_code: "31".into() }
+        ConsoleConfig { token: None, session_hours: 8, wrong_tokens_per_minute: 10, poll_secs: 2, phone_country_code: "31".into() }
     }
 }
 
@@ -273,6 +276,7 @@ impl std::fmt::Debug for ConsoleConfig {
         f.debug_struct("ConsoleConfig")
             .field("token", &self.token.as_ref().map(|_| "…"))
             .field("session_hours", &self.session_hours)
+            .field("wrong_tokens_per_minute", &self.wrong_tokens_per_minute)
             .field("poll_secs", &self.poll_secs)
             .field("phone_country_code", &self.phone_country_code)
             .finish()

@@ -58,7 +58,8 @@ pub(super) fn serve_until_shutdown(
     stopped: &'static str,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let served = axum::serve(listener, router)
+        // With the peer's address: the console counts wrong tokens per address.
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|s| *s).await;
             })
