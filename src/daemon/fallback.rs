@@ -21,7 +21,6 @@ use belofte_core::calendar::after_quiet_hours;
 use belofte_core::domain::{Channel, EscalationWhy, Kind};
 use belofte_core::engine::{Decision, Payload, Status};
 
-use crate::render::line::decision_line;
 use crate::store::{parse_channel, Batch, FeedbackRow, NewMessage, StoreError};
 
 use super::feedback::Feedback;
@@ -122,20 +121,10 @@ async fn try_fallback(
         _ => now,
     };
     // Rendered at send like every customer message, from the decision kept beside it.
-    let line = decision_line(policy, &d).map_err(|e| StoreError::Corrupt { what: "fallback line".into(), message: e.to_string() })?;
     let key = format!("{}/fallback", d.notification_key());
-    let line = serde_json::to_string(&line).map_err(|e| StoreError::Corrupt { what: "fallback line".into(), message: e.to_string() })?;
     let json = serde_json::to_string(&d).map_err(|e| StoreError::Corrupt { what: "fallback decision".into(), message: e.to_string() })?;
     let batch = Batch {
-        messages: vec![NewMessage {
-            notification_key: key.clone(),
-            order_id: d.order_id.clone(),
-            kind: d.kind.as_str().to_string(),
-            channel: to.as_str().to_string(),
-            recipient: Some(address),
-            send_at: d.send_at,
-            line,
-        }],
+        messages: vec![NewMessage::unrendered(&d, key.clone())],
         notices: HashMap::from([(key.clone(), (d.seq, json))]),
         unrendered: HashSet::from([key.clone()]),
         ..Batch::default()

@@ -23,7 +23,7 @@ use belofte_core::world::{event_key, Effects, Outcome};
 
 use crate::kafka::topology::check_copartitioned;
 use crate::kafka::{Ingest, Producers, Rebalanced, Record};
-use crate::render::line::{action_data, decision_line, local_rfc3339};
+use crate::render::line::{action_data, local_rfc3339};
 use crate::store::{Batch, NewDeadLetter, NewMessage, Store, Unrouted};
 
 use super::owned::{Owned, LEGACY};
@@ -630,14 +630,15 @@ fn parked_record(event: &Event) -> Record {
     }
 }
 
-/// The outbox row of a decision: the facts of a customer message (its words are rendered
-/// at send), or the CloudEvent of an action.
+/// The outbox row of a decision: a customer message without its words (rendered at send
+/// from the decision kept beside it), or the CloudEvent of an action.
 fn message(shared: &Shared, policy: &Policy, d: &Decision) -> Result<NewMessage, String> {
     match d.channel {
         Channel::Email | Channel::Sms => {
-            let line = decision_line(policy, d).map_err(|e| e.to_string())?;
-            let line = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-            Ok(NewMessage::of(d, d.notification_key(), line))
+            // A brand gone from the configuration is refused here; anything else the words
+            // need is checked when they are rendered (a row that fails is kept).
+            policy.brands.get(&d.brand).ok_or("unknown brand")?;
+            Ok(NewMessage::unrendered(d, d.notification_key()))
         }
         Channel::Event => event_message(shared, d, &d.notification_key()),
     }

@@ -97,11 +97,25 @@ pub struct NewMessage {
     pub channel: String,
     pub recipient: Option<String>,
     pub send_at: Instant,
-    /// The rendered line (`render::Line` as JSON, with the HTML part).
+    /// The rendered line (`render::Line` as JSON, with the HTML part); empty for a customer
+    /// message, whose words are rendered from its decision when it is claimed.
     pub line: String,
 }
 
 impl NewMessage {
+    /// The outbox row of a customer decision under `key`: no words yet (they are rendered
+    /// when a dispatcher claims it, `Batch::unrendered`), so no line — the decision kept
+    /// beside it (`Batch::notices`) holds every fact.
+    pub fn unrendered(d: &Decision, key: String) -> NewMessage {
+        NewMessage::of(d, key, String::new())
+    }
+
+    /// The reference a bounce names the message by (its VERP token): emails only — an SMS
+    /// is reported by its provider id, an action by nobody, and the index stays small.
+    pub fn message_ref(&self) -> Option<String> {
+        (self.channel == "email").then(|| belofte_feedback::message_ref(&self.notification_key))
+    }
+
     /// The outbox row of a decision, under `key`, with its rendered `line`.
     pub fn of(d: &Decision, key: String, line: String) -> NewMessage {
         NewMessage {
@@ -138,7 +152,7 @@ pub struct Batch {
     /// (customer rows; a fallback is rendered from it). Rows without an entry have neither.
     pub notices: HashMap<String, (u32, String)>,
     /// Keys of `messages` whose words are rendered when a dispatcher claims them, from their
-    /// decision in `notices`, with the wording current then (their `line` holds the facts).
+    /// decision in `notices`, with the wording current then (their `line` is empty until then).
     pub unrendered: HashSet<String>,
     /// The steps the batch's events and timers took, of orders only (`trace` table).
     pub trace: Vec<Step>,

@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use belofte_core::domain::Instant;
 
-use super::{ts, Batch, Claimed, Claims, Encoded, Lease, OutboxView, Settle, StoreError, Words, CLAIM_COLUMNS, OUTBOX_VIEW_COLUMNS};
+use super::{ts, Batch, Claimed, Claims, Encoded, Lease, NewMessage, OutboxView, Settle, StoreError, Words, CLAIM_COLUMNS, OUTBOX_VIEW_COLUMNS};
 
 pub(super) struct PgStore {
     pub(super) pool: PgPool,
@@ -157,7 +157,7 @@ impl PgStore {
             .bind(ms.iter().map(|m| m.recipient.as_deref()).collect::<Vec<_>>())
             .bind(ms.iter().map(|m| m.send_at).collect::<Vec<_>>())
             .bind(ms.iter().map(|m| m.line.as_str()).collect::<Vec<_>>())
-            .bind(ms.iter().map(|m| belofte_feedback::message_ref(&m.notification_key)).collect::<Vec<_>>())
+            .bind(ms.iter().map(NewMessage::message_ref).collect::<Vec<_>>())
             .bind(ms.iter().map(|m| notice(&m.notification_key).map(|(seq, _)| i64::from(*seq))).collect::<Vec<_>>())
             .bind(ms.iter().map(|m| notice(&m.notification_key).map(|(_, json)| json.as_str())).collect::<Vec<_>>())
             .bind(now)

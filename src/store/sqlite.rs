@@ -151,7 +151,7 @@ impl SqliteStore {
                     .push_bind(m.line.clone())
                     .push_bind(send_at)
                     .push_bind(now_s.clone())
-                    .push_bind(belofte_feedback::message_ref(&m.notification_key))
+                    .push_bind(m.message_ref())
                     .push_bind(notice.map(|(seq, _)| i64::from(*seq)))
                     .push_bind(notice.map(|(_, json)| json.clone()))
                     .push_bind(batch.unrendered.contains(&m.notification_key));

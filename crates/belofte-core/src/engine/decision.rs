@@ -10,12 +10,17 @@ use crate::notice::Notice;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromiseChange {
     pub original: Instant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Instant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new: Option<Instant>,
 }
 
 /// What the engine wants done. Customer decisions carry the notice to render; event
 /// decisions carry what the actions topic needs.
+///
+/// The outbox keeps each customer message's decision as JSON, so absent facts (`None`) are
+/// left out of it, here and in the notice, and read back as absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub order_id: String,
@@ -23,12 +28,16 @@ pub struct Decision {
     pub channel: Channel,
     pub send_at: Instant,
     /// Email address or phone number; `None` for events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     pub brand: String,
     pub locale: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
     pub promise: PromiseChange,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_update_at: Option<Instant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensation_eur: Option<u32>,
     pub cause: String,
     /// The order's notice number this decision belongs to (email, SMS and events of one
