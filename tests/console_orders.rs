@@ -13,6 +13,7 @@ use belofte_core::event::parse_time;
 use serde_json::Value;
 use support::{config_at, eventually_async, feed, peers, settings, simulated, stories, templates};
 use testkit::smtp::SmtpScript;
+use testkit::twilio::TwilioAnswer;
 
 const TOKEN: &str = "console-token-for-tests";
 
@@ -168,4 +169,73 @@ async fn customer_service_reads_why_each_message_went_or_did_not(db: &backends::
     running.shutdown().await.expect("clean shutdown");
 }
 
-on_both_backends!(customer_service_reads_why_each_message_went_or_did_not);
+
+/// An order placed at `t` (RFC 3339) by a customer told by email and SMS, and the
+/// warehouse's delay at the same moment.
+fn placed_and_delayed_at(id: &str, phone: &str, t: &str) -> Vec<String> {
+    vec![
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}-p","source":"/webshop","type":"order.placed","time":"{t}","data":{{"order_id":"{id}","brand":"lumen","placed_at":"{t}","customer":{{"name":"Noor Visser","email":"{id}@example.nl","phone":"{phone}","locale":"nl-NL","channels":["email","sms"]}},"shipping":{{"method":"standard","carrier":"postnl","country":"NL","postal_code":"1011AA"}},"warehouse":"tilburg","items":[{{"sku":"S","name":"Koptelefoon","qty":1}}],"promise":{{"deliver_by":"2026-11-18T22:00:00+01:00"}}}}}}"#
+        ),
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}-d","source":"/warehouse/tilburg","type":"warehouse.delayed","time":"{t}","data":{{"order_id":"{id}","reason":"capacity","expected_ship_at":"2026-11-20T10:00:00+01:00"}}}}"#
+        ),
+    ]
+}
+
+/// "What will the text say?" Twilio refuses our credentials, so the SMS channel pauses and
+/// a second customer's SMS waits in the queue. Its order's page already shows the words it
+/// will go out with — marked as not sent yet — and when the pause is over exactly those
+/// words go out.
+async fn a_message_still_queued_shows_the_words_it_will_go_out_with(db: &backends::Db) {
+    let broker = support::broker(1);
+    let peers = peers(SmtpScript::accept_all(), vec![TwilioAnswer::Unauthorized]).await;
+    let mut lines = placed_and_delayed_at("B-1030", "+31612345670", "2026-11-16T10:30:00+01:00");
+    lines.extend(placed_and_delayed_at("B-1040", "+31612345671", "2026-11-16T10:36:00+01:00"));
+    let at = |s: &str| parse_time(s).expect("time");
+    let expected = simulated(&lines, at("2026-11-16T12:00:00+01:00"));
+    let words = expected.iter().find(|l| l.order_id == "B-1040" && l.channel == "sms").and_then(|l| l.text.clone()).expect("simulate sends the SMS");
+
+    let clock = Clock::manual(at("2026-11-16T10:30:00+01:00"));
+    let mut cfg = config_at(&broker, &db.url, &peers, "console-queued");
+    cfg.console.token = Some(TOKEN.into());
+    let running = Running::start(settings(), templates(), cfg, Overrides { clock: Some(clock.clone()), ..Default::default() })
+        .await
+        .expect("daemon starts");
+    let console = Console::of(&running);
+    let sms_of = |t: Value| t["messages"].as_array().expect("messages").iter().find(|m| m["channel"] == "sms").cloned();
+    feed(&broker, &running, &clock, &lines[..2], 0).await;
+    clock.set(at("2026-11-16T10:35:00+01:00"));
+    eventually_async("the SMS channel is paused", Duration::from_secs(30), || async {
+        !console.api("/api/outbox").await["paused"].as_array().expect("paused").is_empty()
+    })
+    .await;
+    // Within the pause (auth_pause_secs, 5 minutes from 10:35).
+    feed(&broker, &running, &clock, &lines[2..], 2).await;
+    clock.set(at("2026-11-16T10:39:00+01:00"));
+    eventually_async("the second SMS is queued", Duration::from_secs(30), || async {
+        sms_of(console.api("/api/orders/B-1040/timeline").await).is_some()
+    })
+    .await;
+
+    let sms = sms_of(console.api("/api/orders/B-1040/timeline").await).expect("the SMS");
+    assert_eq!((sms["status"].as_str(), sms["preview"].as_bool()), (Some("pending"), Some(true)), "queued behind the pause: {sms}");
+    assert_eq!(sms["text"], words.as_str(), "the words it will go out with");
+    let email = console.api("/api/orders/B-1040/timeline").await["messages"].as_array().expect("messages").iter().find(|m| m["channel"] == "email").cloned().expect("email");
+    assert_eq!(email["preview"], false, "the email went: its words are the ones sent");
+    let (status, page) = console.page("/console/orders/B-1040").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Not sent yet") && page.contains("Hoi Noor, je bestelling B-1040"), "{page}");
+
+    clock.set(at("2026-11-16T10:41:00+01:00"));
+    eventually_async("the SMS is sent after the pause", Duration::from_secs(30), || async {
+        sms_of(console.api("/api/orders/B-1040/timeline").await).is_some_and(|m| m["status"] == "sent")
+    })
+    .await;
+    let sms = sms_of(console.api("/api/orders/B-1040/timeline").await).expect("the SMS");
+    assert_eq!((sms["preview"].clone(), sms["text"].clone()), (Value::Bool(false), Value::String(words)), "the same words, now sent");
+    running.shutdown().await.expect("clean shutdown");
+}
+
+on_both_backends!(customer_service_reads_why_each_message_went_or_did_not, a_message_still_queued_shows_the_words_it_will_go_out_with);
+

@@ -1,7 +1,8 @@
 //! Orders: find one by id, email or phone, and read its timeline — every event (time, type,
 //! source, id, outcome), every decision and silence with its reason (the trace the daemon
-//! stores per order, `store::trace`), every message with its words, attempts, provider ids
-//! and statuses. Each page has its JSON twin for scripts:
+//! stores per order, `store::trace`), every message with its words (for one not sent yet,
+//! the words it would go out with now, marked `preview`), attempts, provider ids and
+//! statuses. Each page has its JSON twin for scripts:
 //!
 //! - `GET /api/orders?q=…` → `{"q", "orders": [summary…]}` (50 at most)
 //! - `GET /api/orders/{order_id}/timeline` → `{"order_id", "order", "events", "trace",
@@ -20,14 +21,15 @@ use axum::Extension;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use belofte_core::engine::OrderState;
+use belofte_core::engine::{Decision, OrderState};
 use belofte_core::policy::Policy;
 
 use super::auth::Session;
 use super::html::{escape, page, percent_encode, table};
 use super::{json, json_error};
 use crate::daemon::hooks::form_pairs;
-use crate::render::line::{local_rfc3339, Line};
+use crate::render::line::{local_rfc3339, render_line, Line};
+use crate::wording::Wording;
 use crate::store::{OrderSearch, OutboxView, Store, StoreError, TimelineEntry, FOUND_AT_MOST};
 
 /// What a search or a timeline shows of the order itself (times in the brand's zone).
@@ -84,11 +86,21 @@ pub struct Message {
     pub last_error: Option<String>,
     pub notification_key: String,
     pub send_at: String,
+    /// Not sent yet: `text` and `html` are the words as they would go out now, rendered from
+    /// the decision with the wording in use (a publish before it goes changes them).
+    pub preview: bool,
 }
 
 impl Message {
-    fn of(row: OutboxView, attempts: Vec<TimelineEntry>) -> Message {
-        let line: Option<Line> = serde_json::from_str(&row.line).ok();
+    fn of(row: OutboxView, attempts: Vec<TimelineEntry>, wording: &Wording) -> Message {
+        let preview = row.unrendered;
+        let line: Option<Line> = if preview {
+            // A render that fails shows no words; the row's status and error say why.
+            let d = row.decision.as_deref().and_then(|json| serde_json::from_str::<Decision>(json).ok());
+            d.and_then(|d| render_line(&wording.policy, &wording.templates, &d, true).ok())
+        } else {
+            serde_json::from_str(&row.line).ok()
+        };
         let text = line.as_ref().and_then(|l| match (&l.subject, &l.text) {
             (Some(subject), Some(text)) => Some(format!("{subject}\n\n{text}")),
             (None, Some(text)) => Some(text.clone()),
@@ -107,6 +119,7 @@ impl Message {
             last_error: row.last_error,
             notification_key: row.notification_key,
             send_at: row.send_at,
+            preview,
         }
     }
 }
@@ -125,8 +138,10 @@ pub struct Timeline {
     pub messages: Vec<Message>,
 }
 
-/// The timeline of `order_id`; `None` when the database knows nothing of it.
-pub async fn timeline(store: &Store, policy: &Policy, order_id: &str) -> Result<Option<Timeline>, StoreError> {
+/// The timeline of `order_id`; `None` when the database knows nothing of it. Messages not
+/// sent yet show their words as `wording` renders them.
+pub async fn timeline(store: &Store, wording: &Wording, order_id: &str) -> Result<Option<Timeline>, StoreError> {
+    let policy = &wording.policy;
     let state = store.order_state(order_id).await?;
     let trace = store.order_trace(order_id).await?;
     let rows = store.order_outbox(order_id).await?;
@@ -146,7 +161,7 @@ pub async fn timeline(store: &Store, policy: &Policy, order_id: &str) -> Result<
         .into_iter()
         .map(|row| {
             let tried = attempts.remove(&row.notification_key).unwrap_or_default();
-            Message::of(row, tried)
+            Message::of(row, tried, wording)
         })
         .collect();
     Ok(Some(Timeline { order_id: order_id.to_string(), order: state.as_ref().map(|o| Summary::of(policy, o)), events, trace, messages }))
@@ -291,6 +306,9 @@ pub fn timeline_page(t: &Timeline) -> String {
             facts.push(vec![escape("Last error"), opt(&m.last_error)]);
         }
         body.push_str(&table(&["", ""], &[], &facts));
+        if m.preview && (m.text.is_some() || m.html.is_some()) {
+            body.push_str("<p class=\"muted\">Not sent yet: the words as they would go out now, with the wording in use.</p>");
+        }
         if let Some(text) = &m.text {
             body.push_str(&format!("<pre class=\"words\">{}</pre>", escape(text)));
         }
@@ -329,7 +347,7 @@ pub async fn api_search(State(c): State<super::State>, RawQuery(query): RawQuery
 
 /// `GET /api/orders/{order_id}/timeline`; 404 for an order the database does not know.
 pub async fn api_timeline(State(c): State<super::State>, Path(id): Path<String>) -> Response {
-    match timeline(&c.store, &c.shared.settings.policy, &id).await {
+    match timeline(&c.store, &c.shared.live.get(), &id).await {
         Ok(Some(t)) => json(StatusCode::OK, &t),
         Ok(None) => json_error(StatusCode::NOT_FOUND, &format!("no order {id:?} in this database")),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
@@ -349,7 +367,7 @@ pub async fn page_search(State(c): State<super::State>, Extension(s): Extension<
 /// `GET /console/orders/{order_id}`.
 pub async fn page_timeline(State(c): State<super::State>, Extension(s): Extension<Session>, Path(id): Path<String>) -> Response {
     let title = format!("Order {id}");
-    let (status, body) = match timeline(&c.store, &c.shared.settings.policy, &id).await {
+    let (status, body) = match timeline(&c.store, &c.shared.live.get(), &id).await {
         Ok(Some(t)) => (StatusCode::OK, timeline_page(&t)),
         Ok(None) => (StatusCode::NOT_FOUND, format!("<p class=\"error\">No order {} in this database.</p>", escape(&id))),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("<p class=\"error\">The database did not answer: {}</p>", escape(&e.to_string()))),

@@ -400,10 +400,15 @@ pub struct OutboxView {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+    /// No words yet (`line` is empty): they are rendered from `decision` when it is sent.
+    pub unrendered: bool,
+    /// The decision as JSON (customer rows).
+    pub decision: Option<String>,
 }
 
 /// The columns `OutboxView::read` takes, in its order.
-const OUTBOX_VIEW_COLUMNS: &str = "id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id";
+const OUTBOX_VIEW_COLUMNS: &str =
+    "id, notification_key, order_id, kind, channel, recipient, send_at, line, status, attempts, last_error, provider_id, unrendered, decision";
 
 impl OutboxView {
     /// A row of `OUTBOX_VIEW_COLUMNS`; `send_at` as the backend reads its column 6.
@@ -413,6 +418,7 @@ impl OutboxView {
         String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     {
         OutboxView {
             id: r.get(0),
@@ -427,6 +433,8 @@ impl OutboxView {
             attempts: r.get(9),
             last_error: r.get(10),
             provider_id: r.get(11),
+            unrendered: r.get(12),
+            decision: r.get(13),
         }
     }
 }
