@@ -117,11 +117,6 @@ fn session(state: &super::State, headers: &HeaderMap) -> Option<Session> {
     Some(Session { who, csrf: state.keys.csrf_of(value) })
 }
 
-/// The address a request came from (`0.0.0.0` where the server was not told).
-fn client(req_extensions: &axum::http::Extensions) -> IpAddr {
-    req_extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
-}
-
 /// 429: this address has given too many wrong tokens; `Retry-After` says how long to wait.
 fn too_many(wait: Duration, html_page: Option<&str>) -> Response {
     let secs = wait.as_secs().max(1);
@@ -143,9 +138,9 @@ fn wrong_token(state: &super::State, addr: IpAddr) {
 }
 
 /// `/api/…`: a bearer token, nothing else.
-pub async fn bearer(State(state): State<super::State>, mut req: Request, next: Next) -> Response {
+pub async fn bearer(State(state): State<super::State>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let addr = client(req.extensions());
+    let addr = peer.ip();
     if given.is_some() {
         if let Some(wait) = state.throttle.wait(addr, Instant::now()) {
             return too_many(wait, None);

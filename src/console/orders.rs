@@ -21,14 +21,14 @@ use axum::Extension;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use belofte_core::engine::{Decision, OrderState};
+use belofte_core::engine::OrderState;
 use belofte_core::policy::Policy;
 
 use super::auth::Session;
 use super::html::{escape, page, percent_encode, table};
 use super::{json, json_error};
 use crate::daemon::hooks::form_pairs;
-use crate::render::line::{local_rfc3339, render_line, Line};
+use crate::render::line::{local_rfc3339, Line};
 use crate::wording::Wording;
 use crate::store::{OrderSearch, OutboxView, Store, StoreError, TimelineEntry, FOUND_AT_MOST};
 
@@ -96,8 +96,7 @@ impl Message {
         let preview = row.unrendered;
         let line: Option<Line> = if preview {
             // A render that fails shows no words; the row's status and error say why.
-            let d = row.decision.as_deref().and_then(|json| serde_json::from_str::<Decision>(json).ok());
-            d.and_then(|d| render_line(&wording.policy, &wording.templates, &d, true).ok())
+            wording.render_kept(row.decision.as_deref()).ok()
         } else {
             serde_json::from_str(&row.line).ok()
         };

@@ -18,8 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::channels::{EmailBackend, OutgoingEmail, OutgoingSms, SendOutcome, SmsBackend};
 use belofte_core::domain::{Channel, Instant};
-use belofte_core::engine::Decision;
-use crate::render::line::{render_line, Line};
+use crate::render::line::Line;
 use crate::wording::Wording;
 use crate::rng::Rng;
 use crate::kafka::Producers;
@@ -456,9 +455,7 @@ impl Dispatcher {
 /// The line of a decided row, rendered with `wording` (as `render::line` writes it for
 /// `simulate`, with the email's HTML part).
 fn words_of(wording: &Wording, row: &Claimed) -> Result<String, String> {
-    let json = row.decision.as_deref().ok_or("no decision to render the message from")?;
-    let d: Decision = serde_json::from_str(json).map_err(|e| format!("unreadable decision: {e}"))?;
-    let line = render_line(&wording.policy, &wording.templates, &d, true).map_err(|e| e.to_string())?;
+    let line = wording.render_kept(row.decision.as_deref())?;
     serde_json::to_string(&line).map_err(|e| e.to_string())
 }
 

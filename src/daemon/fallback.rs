@@ -114,7 +114,7 @@ async fn try_fallback(
     let now = shared.clock.now();
     let mut d = decision;
     d.channel = to;
-    d.to = Some(address.clone());
+    d.to = Some(address);
     d.send_at = match to {
         // An SMS never goes in the quiet hours, a fallback one neither.
         Channel::Sms => after_quiet_hours(policy, brand.time_zone, now),

@@ -73,9 +73,9 @@ fn brand_of<'p>(policy: &'p Policy, d: &Decision) -> Result<&'p belofte_core::po
     })
 }
 
-/// The line of a decision without its words (no subject, text or HTML): what the daemon's
-/// outbox holds for a customer message until a dispatcher renders it at send.
-pub(crate) fn decision_line(policy: &Policy, d: &Decision) -> Result<Line, RenderError> {
+/// The line of a decision without its words (no subject, text or HTML): what `render_line`
+/// fills in.
+fn decision_line(policy: &Policy, d: &Decision) -> Result<Line, RenderError> {
     let brand = brand_of(policy, d)?;
     let tz = brand.time_zone;
     let fmt = |t: Instant| local_rfc3339(tz, t);

@@ -22,9 +22,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use belofte_core::domain::{Instant, Kind, Lang};
+use belofte_core::engine::Decision;
 use belofte_core::policy::Policy;
 
 use crate::check::{self, Problem};
+use crate::render::line::{render_line, Line};
 use crate::render::{TemplateFiles, Templates};
 use crate::settings;
 use crate::store::{CurrentWording, NewWording, Store, StoreError, WordingKind, WordingVersion};
@@ -90,6 +92,14 @@ pub fn document_label(kind: WordingKind, name: &str, version: Option<i64>) -> St
 }
 
 impl Wording {
+    /// The line of a message kept as its decision (`outbox.decision`), rendered with this
+    /// wording as the dispatcher sends it (with the email's HTML part), or why it cannot be.
+    pub fn render_kept(&self, decision: Option<&str>) -> Result<Line, String> {
+        let json = decision.ok_or("no decision to render the message from")?;
+        let d: Decision = serde_json::from_str(json).map_err(|e| format!("unreadable decision: {e}"))?;
+        render_line(&self.policy, &self.templates, &d, true).map_err(|e| e.to_string())
+    }
+
     /// The baseline with every document of `current` overlaid, linted as `belofte check`
     /// lints (templates against the resulting policy). Problems name published documents
     /// as `templates/PATH (version N)` / `brands/ID (version N)`.
