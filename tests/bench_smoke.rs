@@ -54,6 +54,7 @@ fn bench_runs_with_tiny_sizes_and_writes_every_figure() {
         "rss_mib_1m_orders",
         "resume_after_kill_s",
         "resume_after_kill_dynamic_s",
+        "start_to_served_s",
     ]
     .into_iter()
     .collect();

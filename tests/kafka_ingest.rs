@@ -101,7 +101,7 @@ fn spawn_worker(
     tokio::spawn(async move {
         loop {
             let record = ingest.recv().await.expect("recv");
-            ingest.store(&record).expect("store");
+            ingest.store(std::slice::from_ref(&record)).expect("store");
             if out.send((name, record)).is_err() {
                 return;
             }
@@ -137,9 +137,7 @@ async fn stored_offsets_survive_a_restart_and_unstored_records_come_back() {
     // Processed and committed to the database: the first 60. The rest were in flight when
     // the process stopped. Per partition, delivery is in offset order, so this is a prefix
     // of each partition.
-    for record in &received[..60] {
-        first.store(record).expect("store");
-    }
+    first.store(&received[..60]).expect("store");
     first.commit_now().expect("commit");
     tokio::task::block_in_place(move || drop(first));
 

@@ -89,8 +89,13 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         if i > 0 {
             s.push(',');
         }
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = write!(s, "{k}=\"{v}\"");
+        // Label values are mostly fixed words: escape (and allocate) only when needed.
+        if v.contains(['\\', '"', '\n']) {
+            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let _ = write!(s, "{k}=\"{v}\"");
+        } else {
+            let _ = write!(s, "{k}=\"{v}\"");
+        }
     }
     s
 }
@@ -128,15 +133,20 @@ impl Metrics {
     }
 
     pub fn observe(&self, name: &'static str, pairs: &[(&str, &str)], seconds: f64) {
+        self.observe_many(name, pairs, seconds, 1);
+    }
+
+    /// `n` observations of the same value at once (the events of one batch share its time).
+    pub fn observe_many(&self, name: &'static str, pairs: &[(&str, &str)], seconds: f64, n: u64) {
         let mut h = lock(&self.histograms);
         let entry = h.entry((name, labels(pairs))).or_default();
         for (i, b) in BUCKETS.iter().enumerate() {
             if seconds <= *b {
-                entry.counts[i] += 1;
+                entry.counts[i] += n;
             }
         }
-        entry.sum += seconds;
-        entry.count += 1;
+        entry.sum += seconds * n as f64;
+        entry.count += n;
     }
 
     /// A counter's value (tests and the demo's summary).

@@ -1,6 +1,9 @@
 //! The consumer group that feeds the engine.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
@@ -24,6 +27,7 @@ pub struct Ingest {
     consumer: StreamConsumer<IngestContext>,
     observed: Arc<Observed>,
     rebalances: Arc<Mutex<Vec<Rebalanced>>>,
+    rebalanced: Arc<Notify>,
 }
 
 /// A change of this member's assignment, as the processor must act on it: drop the state
@@ -67,9 +71,11 @@ impl Ingest {
         let config = cfg.client_config(&own);
         let observed = Arc::new(Observed::new("ingest"));
         let rebalances = Arc::new(Mutex::new(Vec::new()));
+        let rebalanced = Arc::new(Notify::new());
         let context = IngestContext {
             observed: Arc::clone(&observed),
             rebalances: Arc::clone(&rebalances),
+            rebalanced: Arc::clone(&rebalanced),
         };
         let consumer: StreamConsumer<IngestContext> =
             StreamConsumer::from_config_and_context(&config, context)
@@ -82,7 +88,7 @@ impl Ingest {
             .subscribe(&topics)
             .map_err(|e| KafkaError::new(format!("subscribing to {topics:?}"), e))?;
         tracing::info!(group = %cfg.group_id, topics = ?cfg.topics, brokers = %cfg.brokers, "kafka consumer subscribed");
-        Ok(Ingest { consumer, observed, rebalances })
+        Ok(Ingest { consumer, observed, rebalances, rebalanced })
     }
 
     /// The assignment changes since the last call, oldest first. They happen inside `recv`:
@@ -93,6 +99,14 @@ impl Ingest {
             Ok(mut queue) => std::mem::take(&mut *queue),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
+    }
+
+    /// Completes once an assignment change is waiting in `take_rebalances` (at once if one
+    /// came since the last wait). `recv` returns only with a record: a processor waiting for
+    /// one also waits on this, so that partitions assigned to an idle instance are taken over
+    /// (their orders loaded, their timers running) when they arrive, not with the next record.
+    pub async fn rebalanced(&self) {
+        self.rebalanced.notified().await;
     }
 
     /// The next record. Transient trouble (brokers unreachable, a topic that does not exist
@@ -130,33 +144,50 @@ impl Ingest {
         }
     }
 
-    /// Marks `r` and everything before it in its partition as done: the next commit (auto,
-    /// `commit_now`, or the one on revoke) moves the group's position past it.
+    /// Marks each record and everything before it in its partition as done: the next
+    /// commit (auto, `commit_now`, or the one on revoke) moves the group's position past
+    /// them. One call for a batch: per partition only its last record counts, and the
+    /// offsets go to librdkafka in one list.
     ///
-    /// Call only after the event's effects are committed to the database. If the partition
-    /// was taken away meanwhile (processing outlasted `max.poll.interval.ms`, or the session
-    /// expired) this is a no-op: its new owner starts from the last committed offset and
-    /// replays `r`, which the database's duplicate check then drops.
-    pub fn store(&self, r: &Record) -> Result<(), KafkaError> {
-        let mut tpl = TopicPartitionList::new();
-        // The position to resume from is the offset after the processed record.
-        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.offset + 1))
-            .map_err(|e| KafkaError::new(format!("storing offset of {}", r.position()), e))?;
+    /// Call only after the records' effects are committed to the database. A partition
+    /// taken away meanwhile (processing outlasted `max.poll.interval.ms`, or the session
+    /// expired) is skipped: its new owner starts from the last committed offset and replays
+    /// the records, which the database's duplicate check then drops.
+    pub fn store(&self, records: &[Record]) -> Result<(), KafkaError> {
+        // The position to resume from is the offset after the last processed record.
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for r in records {
+            let at = next.entry((r.topic.as_str(), r.partition)).or_insert(r.offset + 1);
+            *at = (*at).max(r.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(next.len());
+        for (&(topic, partition), &offset) in &next {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(|e| KafkaError::new(format!("storing offset {offset} of {topic}[{partition}]"), e))?;
+        }
         match self.consumer.store_offsets(&tpl) {
-            Ok(()) => Ok(()),
+            // Also a partial success: librdkafka marks the partitions it could not store.
+            Ok(()) => {
+                for e in tpl.elements() {
+                    if e.error().is_err() {
+                        tracing::info!(partition = %format!("{}[{}]", e.topic(), e.partition()), "partition no longer assigned; its new owner replays its records");
+                    }
+                }
+                Ok(())
+            }
             Err(e)
                 if matches!(
                     e.rdkafka_error_code(),
                     Some(RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)
                 ) =>
             {
-                tracing::info!(record = %r.position(), "partition no longer assigned; its new owner replays this record");
+                tracing::info!(partitions = %describe(&tpl), "partitions no longer assigned; their new owner replays these records");
                 Ok(())
             }
-            Err(e) => Err(KafkaError::new(
-                format!("storing offset of {}", r.position()),
-                e,
-            )),
+            Err(e) => Err(KafkaError::new(format!("storing offsets {}", describe(&tpl)), e)),
         }
     }
 
@@ -195,6 +226,7 @@ fn nothing_to_commit(e: &RdKafkaError) -> bool {
 pub(crate) struct IngestContext {
     observed: Arc<Observed>,
     rebalances: Arc<Mutex<Vec<Rebalanced>>>,
+    rebalanced: Arc<Notify>,
 }
 
 impl IngestContext {
@@ -203,6 +235,7 @@ impl IngestContext {
             Ok(mut queue) => queue.push(change),
             Err(poisoned) => poisoned.into_inner().push(change),
         }
+        self.rebalanced.notify_one();
     }
 }
 
