@@ -1,6 +1,7 @@
 //! Prometheus metrics, kept small and dependency-free: labelled counters, gauges and
 //! fixed-bucket histograms, rendered in the text exposition format.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -90,12 +91,12 @@ fn labels(pairs: &[(&str, &str)]) -> String {
             s.push(',');
         }
         // Label values are mostly fixed words: escape (and allocate) only when needed.
-        if v.contains(['\\', '"', '\n']) {
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-            let _ = write!(s, "{k}=\"{v}\"");
+        let v: Cow<'_, str> = if v.contains(['\\', '"', '\n']) {
+            Cow::Owned(v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
         } else {
-            let _ = write!(s, "{k}=\"{v}\"");
-        }
+            Cow::Borrowed(v)
+        };
+        let _ = write!(s, "{k}=\"{v}\"");
     }
     s
 }
@@ -207,7 +208,21 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::HELP;
+    use super::{Metrics, HELP};
+
+    #[test]
+    fn a_batch_counts_each_of_its_events_and_odd_label_values_are_escaped() {
+        let m = Metrics::default();
+        m.observe_many("belofte_event_seconds", &[], 0.002, 5);
+        m.observe("belofte_event_seconds", &[], 0.02);
+        m.inc("belofte_callbacks_total", &[("source", "twilio"), ("result", "say \"hi\"\\\n")]);
+        let text = m.render();
+        assert!(text.contains("belofte_event_seconds_bucket{le=\"0.0025\"} 5\n"), "{text}");
+        assert!(text.contains("belofte_event_seconds_bucket{le=\"0.025\"} 6\n"), "{text}");
+        assert!(text.contains("belofte_event_seconds_count 6\n"), "{text}");
+        assert!(text.contains("belofte_event_seconds_sum 0.03"), "{text}");
+        assert!(text.contains(r#"belofte_callbacks_total{source="twilio",result="say \"hi\"\\\n"} 1"#), "{text}");
+    }
 
     /// The names the daemon's code records, found where it calls `metrics.inc("…"` and the
     /// like in `src/`.
@@ -221,7 +236,7 @@ mod tests {
                     dirs.push(path);
                 } else if path.extension().is_some_and(|e| e == "rs") {
                     let text = std::fs::read_to_string(&path).expect("source");
-                    for call in [".inc(\"", ".add(\"", ".set(\"", ".observe(\"", ".set_total(\""] {
+                    for call in [".inc(\"", ".add(\"", ".set(\"", ".observe(\"", ".observe_many(\"", ".set_total(\""] {
                         for (at, _) in text.match_indices(call) {
                             let rest = &text[at + call.len()..];
                             if let Some(name) = rest.strip_prefix("belofte_").and_then(|r| r.split('"').next()) {
